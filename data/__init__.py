@@ -1,0 +1,33 @@
+"""Datasets found by --dataset_mode, and the loader that feeds training and testing.
+
+A dataset module `data/<mode>_dataset.py` defines a class named `<Mode>Dataset` with a
+`modify_commandline_options(parser, is_train)` static method, like in CUT.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Callable
+
+from torch.utils.data import Dataset
+
+_MODES = ("unaligned", "single")
+
+
+def available() -> tuple[str, ...]:
+    return _MODES
+
+
+def find_dataset_using_name(mode: str) -> type[Dataset]:
+    if mode not in _MODES:
+        raise ValueError(f"unknown --dataset_mode {mode!r}; choose one of {', '.join(_MODES)}")
+    module = importlib.import_module(f"data.{mode}_dataset")
+    return getattr(module, f"{mode.capitalize()}Dataset")
+
+
+def get_option_setter(mode: str) -> Callable[[argparse.ArgumentParser, bool], argparse.ArgumentParser]:
+    return find_dataset_using_name(mode).modify_commandline_options
+
+
+def create_dataset(opt: argparse.Namespace) -> Dataset:
+    return find_dataset_using_name(opt.dataset_mode)(opt)

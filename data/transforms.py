@@ -1,0 +1,70 @@
+"""Image preprocessing, as CUT's --preprocess modes define it, with explicit randomness.
+
+Randomness (crop position, flip) comes from a numpy Generator passed in, so the same
+(seed, epoch, index) gives the same tensor in any worker and after a resume.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from data.image_folder import DatasetError
+
+BICUBIC = Image.Resampling.BICUBIC
+
+
+def _scale_width(img: Image.Image, target_width: int, crop_size: int) -> Image.Image:
+    """Width to `target_width`, keeping the aspect ratio, but height never below `crop_size`."""
+    ow, oh = img.size
+    if ow == target_width and oh >= crop_size:
+        return img
+    return img.resize((target_width, int(max(target_width * oh / ow, crop_size))), BICUBIC)
+
+
+def _make_multiple(img: Image.Image, base: int = 4) -> Image.Image:
+    """Round both sides to a multiple of `base` so down- and up-sampling give back the size."""
+    ow, oh = img.size
+    w, h = max(base, round(ow / base) * base), max(base, round(oh / base) * base)
+    return img if (w, h) == (ow, oh) else img.resize((w, h), BICUBIC)
+
+
+def _crop(img: Image.Image, size: int, rng: np.random.Generator | None, path: str | Path) -> Image.Image:
+    w, h = img.size
+    if w < size or h < size:
+        raise DatasetError(f"image {path} is {w}x{h} after preprocessing, smaller than --crop_size {size}: "
+                           "use --preprocess resize_and_crop or scale_width_and_crop, a larger "
+                           "--load_size, or a smaller --crop_size")
+    if rng is None:  # testing: centre crop
+        x, y = (w - size) // 2, (h - size) // 2
+    else:
+        x, y = int(rng.integers(0, w - size + 1)), int(rng.integers(0, h - size + 1))
+    return img.crop((x, y, x + size, y + size))
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """PIL image -> float tensor (C, H, W) in [-1, 1]."""
+    arr = np.asarray(img, dtype=np.float32)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy()).mul_(2.0 / 255.0).sub_(1.0)
+
+
+def preprocess(img: Image.Image, opt: argparse.Namespace, *, rng: np.random.Generator | None,
+               path: str | Path = "<image>") -> torch.Tensor:
+    """Apply --preprocess and --no_flip to one image; rng=None means deterministic (testing)."""
+    mode = opt.preprocess
+    if mode == "resize_and_crop":
+        img = img.resize((opt.load_size, opt.load_size), BICUBIC)
+    elif mode.startswith("scale_width"):
+        img = _scale_width(img, opt.load_size, opt.crop_size)
+    if mode in ("resize_and_crop", "crop", "scale_width_and_crop"):
+        img = _crop(img, opt.crop_size, rng, path)
+    elif mode == "none":
+        img = _make_multiple(img)
+    if rng is not None and not opt.no_flip and rng.random() < 0.5:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return to_tensor(img)

@@ -1,0 +1,126 @@
+"""The template every model follows: networks, optimizers, learning-rate policy, state, visuals."""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from models.coop import NonFiniteError
+from util.checkpoint import CheckpointError, atomic_save, cpu_state_dict, non_finite_tensors, safe_load
+
+
+def lr_factor(*, policy: str, epoch: int, n_epochs: int, n_epochs_decay: int, decay_every: int) -> float:
+    """Learning-rate multiplier during (1-based) `epoch`.
+
+    linear: 1 for the first n_epochs, then 1 - (epoch - n_epochs) / (n_epochs_decay + 1) (CUT's rule);
+    step: 0.1 ** ((epoch - 1) // decay_every);  cosine: (1 + cos(pi * (epoch - 1) / n_epochs)) / 2.
+    """
+    if policy == "linear":
+        return 1.0 - max(0, epoch - n_epochs) / float(n_epochs_decay + 1)
+    if policy == "step":
+        return 0.1 ** ((epoch - 1) // decay_every)
+    if policy == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(epoch - 1, n_epochs) / max(n_epochs, 1)))
+    raise ValueError(f"unknown --lr_policy {policy!r}")
+
+
+def check_finite(value: torch.Tensor, quantity: str) -> None:
+    """Stop before a NaN/Inf reaches the weights (one host sync; the caller adds the iteration)."""
+    if not torch.isfinite(value).all():
+        raise NonFiniteError(quantity)
+
+
+def set_requires_grad(net: nn.Module, flag: bool) -> None:
+    for param in net.parameters():
+        param.requires_grad_(flag)
+
+
+class BaseModel:
+    """Subclasses fill `self.nets`, `self.optimizers`, `loss_names`, `visual_names` and implement
+    `set_input` and `optimize`. Networks are plain modules; wrapping (DDP) happens outside."""
+
+    loss_names: list[str] = []
+    visual_names: list[str] = []
+
+    @staticmethod
+    def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
+        return parser
+
+    def __init__(self, opt: argparse.Namespace, device: torch.device):
+        self.opt, self.device = opt, device
+        self.nets: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.losses: dict[str, torch.Tensor] = {}
+
+    # -- training -----------------------------------------------------------------------------
+    def set_input(self, batch: dict) -> None:
+        raise NotImplementedError
+
+    def optimize(self, iteration: int) -> str:
+        """One training iteration (0-based global index); returns the stage it ran."""
+        raise NotImplementedError
+
+    def data_dependent_initialize(self, batch: dict) -> None:
+        """Create what depends on the data's shapes (CUT's netF) before optimizers and resume."""
+
+    def set_learning_rate(self, epoch: int) -> float:
+        opt = self.opt
+        factor = lr_factor(policy=opt.lr_policy, epoch=epoch, n_epochs=opt.n_epochs,
+                           n_epochs_decay=opt.n_epochs_decay, decay_every=opt.lr_decay_iters)
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = opt.lr * factor
+        return opt.lr * factor
+
+    def current_losses(self) -> dict[str, float]:
+        """The last iteration's losses as numbers (one host sync; call only when logging)."""
+        names = [n for n in self.loss_names if n in self.losses]
+        values = torch.stack([self.losses[n].detach().float() for n in names]).tolist() if names else []
+        return dict(zip(names, values))
+
+    def current_visuals(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name) for name in self.visual_names if getattr(self, name, None) is not None}
+
+    def train(self) -> None:
+        for net in self.nets.values():
+            net.train()
+
+    def eval(self) -> None:
+        for net in self.nets.values():
+            net.eval()
+
+    # -- state --------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"nets": {k: cpu_state_dict(v) for k, v in self.nets.items()},
+                "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, net in self.nets.items():
+            self._load_net(net, state["nets"][name], f"net {name}")
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+
+    def save_networks(self, run_dir: Path, tag: str | int) -> None:
+        """{tag}_net_{name}.pth for each network: plain state dicts, refused if non-finite."""
+        for name, net in self.nets.items():
+            state = cpu_state_dict(net)
+            bad = non_finite_tensors(state)
+            if bad:
+                raise CheckpointError(f"refusing to save net {name}: non-finite values in {', '.join(bad[:5])}")
+            atomic_save(state, Path(run_dir) / f"{tag}_net_{name}.pth")
+
+    def load_networks(self, run_dir: Path, tag: str | int, names: list[str]) -> None:
+        for name in names:
+            path = Path(run_dir) / f"{tag}_net_{name}.pth"
+            self._load_net(self.nets[name], safe_load(path, self.device), str(path))
+
+    @staticmethod
+    def _load_net(net: nn.Module, state: dict, source: str) -> None:
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as err:
+            raise CheckpointError(f"{source} does not match this network's architecture -- the options "
+                                  f"differ from training (see train_opt.txt): {str(err).splitlines()[0]}") from err

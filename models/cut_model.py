@@ -1,0 +1,226 @@
+"""CUT and FastCUT (Park et al., 2020) with CoopInit (Zhao et al., 2023).
+
+Stage 1 (cooperative, iterations < coop_iters): D is an energy-based model trained by maximum
+likelihood on Langevin-revised samples; G learns the revisions (MCMC teaching) plus PatchNCE.
+Stage 2 (adversarial): plain CUT. An optional blend ramps from one to the other. The schedule
+(models/schedule.py) decides the stage; the cooperative maths lives in models/coop.py.
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from models import coop
+from models.base_model import BaseModel, check_finite, set_requires_grad
+from models.gan_loss import gan_loss
+from models.networks.discriminators import build_discriminator
+from models.networks.generators import build_generator
+from models.patchnce import PatchSampleF, patch_nce_loss
+from models.schedule import ADVERSARIAL, StageSchedule
+from options.common import str2bool
+
+STAGE1_LOSSES = ["EBM", "teach", "f_data", "f_revised", "f_proposal", "langevin_change",
+                 "langevin_improved"]
+STAGE2_LOSSES = ["G_GAN", "D_real", "D_fake", "G"]
+
+
+class CUTModel(BaseModel):
+    """Contrastive unpaired translation; `--coop_epochs 0` gives exactly CUT / FastCUT."""
+
+    visual_names = ["real_A", "fake_B", "real_B", "idt_B", "revised_B"]
+
+    @staticmethod
+    def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
+        g = parser.add_argument_group("CUT")
+        g.add_argument("--CUT_mode", default="CUT", choices=("CUT", "cut", "FastCUT", "fastcut"),
+                       help="CUT, or FastCUT (no identity NCE, lambda_NCE 10, flip equivariance, 150+50 epochs)")
+        g.add_argument("--lambda_GAN", type=float, default=1.0, help="weight of the GAN loss")
+        g.add_argument("--lambda_NCE", type=float, default=1.0, help="weight of the PatchNCE loss")
+        g.add_argument("--nce_idt", type=str2bool, nargs="?", const=True, default=False,
+                       help="also apply PatchNCE to G(B) vs B (identity), as CUT does")
+        g.add_argument("--nce_layers", default="0,4,8,12,16", help="generator layers PatchNCE compares")
+        g.add_argument("--nce_includes_all_negatives_from_minibatch", type=str2bool, nargs="?", const=True,
+                       default=False, help="take PatchNCE negatives from the whole batch, not only the same image")
+        g.add_argument("--netF", default="mlp_sample", choices=("sample", "mlp_sample"),
+                       help="patch projection head: sample = none, mlp_sample = 2-layer MLP")
+        g.add_argument("--netF_nc", type=int, default=256, help="width of the projection MLP")
+        g.add_argument("--nce_T", type=float, default=0.07, help="PatchNCE temperature")
+        g.add_argument("--num_patches", type=int, default=256, help="patches sampled per layer")
+        g.add_argument("--flip_equivariance", type=str2bool, nargs="?", const=True, default=False,
+                       help="randomly flip inputs horizontally during training (FastCUT's regulariser)")
+        if is_train:
+            g = parser.add_argument_group("CoopInit (cooperative initialization, docs in README)")
+            g.add_argument("--coop_epochs", type=float, default=5.0,
+                           help="length of the cooperative stage in epochs (fractions allowed); 0 = plain CUT")
+            g.add_argument("--coop_langevin_steps", type=int, default=15, help="Langevin steps K per revision")
+            g.add_argument("--coop_step_size", type=float, default=0.002, help="Langevin step size delta")
+            g.add_argument("--coop_ref_sigma", type=float, default=0.016,
+                           help="std s_ref of the Gaussian reference distribution of the EBM")
+            g.add_argument("--coop_noise", type=str2bool, nargs="?", const=True, default=True,
+                           help="add the Langevin noise term delta * eps (off = gradient descent on the energy)")
+            g.add_argument("--lambda_teach", type=float, default=1.0,
+                           help="weight of the MCMC-teaching loss mean((revised - G(x))^2)")
+            g.add_argument("--coop_energy_reg", type=float, default=0.0,
+                           help="alpha of the stabiliser alpha * (mean f(y)^2 + mean f(revised)^2)")
+            g.add_argument("--coop_blend_iters", type=int, default=0,
+                           help="iterations over which the losses ramp from cooperative to adversarial "
+                                "(0 = hard switch)")
+            g.add_argument("--coop_reset_optimizers", action="store_true",
+                           help="reset D's Adam moments at the switch to adversarial training")
+        known, _ = parser.parse_known_args()
+        if known.CUT_mode.lower() == "cut":
+            parser.set_defaults(nce_idt=True, lambda_NCE=1.0)
+        else:
+            parser.set_defaults(nce_idt=False, lambda_NCE=10.0, flip_equivariance=True,
+                                n_epochs=150, n_epochs_decay=50)
+        return parser
+
+    def __init__(self, opt: argparse.Namespace, device: torch.device):
+        super().__init__(opt, device)
+        self.nce_layers = [int(i) for i in opt.nce_layers.split(",")]
+        self.netG = build_generator(net=opt.netG, input_nc=opt.input_nc, output_nc=opt.output_nc, ngf=opt.ngf,
+                                    norm=opt.normG, dropout=not opt.no_dropout, antialias=not opt.no_antialias,
+                                    antialias_up=not opt.no_antialias_up, init_type=opt.init_type,
+                                    init_gain=opt.init_gain).to(device)
+        self.nets["G"] = self.netG
+        self.loss_names = ["NCE"] + (["NCE_Y"] if opt.nce_idt and opt.lambda_NCE > 0 else [])
+        if not opt.isTrain:
+            return
+        self.netF = PatchSampleF(use_mlp=opt.netF == "mlp_sample", nc=opt.netF_nc, init_type=opt.init_type,
+                                 init_gain=opt.init_gain).to(device)
+        self.netD = build_discriminator(net=opt.netD, input_nc=opt.output_nc, ndf=opt.ndf, n_layers=opt.n_layers_D,
+                                        norm=opt.normD, antialias=not opt.no_antialias, init_type=opt.init_type,
+                                        init_gain=opt.init_gain).to(device)
+        self.nets.update(F=self.netF, D=self.netD)
+        self.loss_names = STAGE1_LOSSES + STAGE2_LOSSES + self.loss_names
+        betas = (opt.beta1, opt.beta2)
+        self.optimizers["G"] = torch.optim.Adam(self.netG.parameters(), lr=opt.lr, betas=betas)
+        self.optimizers["D"] = torch.optim.Adam(self.netD.parameters(), lr=opt.lr, betas=betas)
+        self.schedule = StageSchedule(coop_iters=0)
+
+    # -- data ---------------------------------------------------------------------------------
+    def set_input(self, batch: dict) -> None:
+        self.real_A = batch["A"].to(self.device, non_blocking=True)
+        self.real_B = batch["B"].to(self.device, non_blocking=True) if "B" in batch else None
+        self.image_paths = batch["A_paths"]
+
+    def data_dependent_initialize(self, batch: dict) -> None:
+        """Build netF's MLPs from real feature widths, then its optimizer (CUT does the same)."""
+        self.set_input(batch)
+        if self.opt.isTrain and not self.netF.initialized:
+            with torch.no_grad():
+                self.netF(self.netG.encode(self.real_A[:1], self.nce_layers), self.opt.num_patches)
+        if self.opt.isTrain and any(True for _ in self.netF.parameters()):
+            self.optimizers["F"] = torch.optim.Adam(self.netF.parameters(), lr=self.opt.lr,
+                                                    betas=(self.opt.beta1, self.opt.beta2))
+
+    # -- forward ------------------------------------------------------------------------------
+    def forward(self) -> None:
+        """fake_B = G(real_A) (and idt_B = G(real_B) for the identity NCE), one batched pass."""
+        use_idt = self.opt.isTrain and self.opt.nce_idt
+        real = torch.cat([self.real_A, self.real_B]) if use_idt else self.real_A
+        self.flipped = bool(self.opt.isTrain and self.opt.flip_equivariance and torch.rand(()) < 0.5)
+        if self.flipped:
+            real = real.flip(3)
+        fake = self.netG(real)
+        self.fake_B = fake[: self.real_A.shape[0]]
+        self.idt_B = fake[self.real_A.shape[0]:] if use_idt else None
+
+    @torch.inference_mode()
+    def translate(self, images: torch.Tensor) -> torch.Tensor:
+        return self.netG(images.to(self.device))
+
+    def nce_loss(self, source: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        """lambda_NCE * mean over layers of PatchNCE(features of G(x) at sampled patches, features of x)."""
+        feat_q = self.netG.encode(output, self.nce_layers)
+        if self.flipped:
+            feat_q = [f.flip(3) for f in feat_q]
+        feat_k = self.netG.encode(source, self.nce_layers)
+        pooled_k, ids = self.netF(feat_k, self.opt.num_patches)
+        pooled_q, _ = self.netF(feat_q, self.opt.num_patches, ids)
+        total = sum(patch_nce_loss(q, k, temperature=self.opt.nce_T, batch_size=source.shape[0],
+                                   negatives_from_minibatch=self.opt.nce_includes_all_negatives_from_minibatch
+                                   ).mean() for q, k in zip(pooled_q, pooled_k))
+        return self.opt.lambda_NCE * total / len(self.nce_layers)
+
+    # -- one iteration ------------------------------------------------------------------------
+    def optimize(self, iteration: int) -> str:
+        """forward, (revise), D step, G/F step -- the order of CUT's optimize_parameters."""
+        stage, weight = self.schedule.stage(iteration), self.schedule.adversarial_weight(iteration)
+        self.losses = {}
+        self.forward()
+        self.revised_B = self.revise() if stage != ADVERSARIAL else None
+
+        set_requires_grad(self.netD, True)
+        self.optimizers["D"].zero_grad(set_to_none=True)
+        loss_D = self.discriminator_loss(weight)
+        check_finite(loss_D, "discriminator loss")
+        loss_D.backward()
+        self.optimizers["D"].step()
+
+        set_requires_grad(self.netD, False)
+        for name in ("G", "F"):
+            if name in self.optimizers:
+                self.optimizers[name].zero_grad(set_to_none=True)
+        loss_G = self.generator_loss(weight)
+        check_finite(loss_G, "generator loss")
+        loss_G.backward()
+        for name in ("G", "F"):
+            if name in self.optimizers:
+                self.optimizers[name].step()
+        return stage
+
+    def revise(self) -> torch.Tensor:
+        """Langevin revision of G's proposals under D's energy (stage 1 and blend)."""
+        opt = self.opt
+        revised, stats = coop.langevin_revise(self.netD, self.fake_B, steps=opt.coop_langevin_steps,
+                                              step_size=opt.coop_step_size, ref_sigma=opt.coop_ref_sigma,
+                                              noise=opt.coop_noise)
+        self.losses.update(f_proposal=stats.score_start, langevin_change=stats.mean_abs_change,
+                           langevin_improved=stats.frac_improved)
+        return revised
+
+    def discriminator_loss(self, weight: float) -> torch.Tensor:
+        """(1 - w) * [mean f(revised) - mean f(real)] + w * (D_real + D_fake) / 2."""
+        total = torch.zeros((), device=self.device)
+        if weight < 1.0:
+            f_data = coop.patch_score(self.netD, self.real_B)
+            f_revised = coop.patch_score(self.netD, self.revised_B)
+            ebm = coop.mle_loss(f_data, f_revised, energy_reg=self.opt.coop_energy_reg)
+            self.losses.update(EBM=ebm.detach(), f_data=f_data.mean().detach(), f_revised=f_revised.mean().detach())
+            total = total + (1.0 - weight) * ebm
+        if weight > 0.0:
+            d_fake = gan_loss(self.netD(self.fake_B.detach()), target_is_real=False, mode=self.opt.gan_mode)
+            d_real = gan_loss(self.netD(self.real_B), target_is_real=True, mode=self.opt.gan_mode)
+            self.losses.update(D_fake=d_fake.detach(), D_real=d_real.detach())
+            total = total + weight * 0.5 * (d_fake + d_real)
+        return total
+
+    def generator_loss(self, weight: float) -> torch.Tensor:
+        """(1 - w) * lambda_teach * teach + w * lambda_GAN * G_GAN + PatchNCE (averaged with NCE_Y)."""
+        opt = self.opt
+        total = torch.zeros((), device=self.device)
+        if weight < 1.0:
+            teach = coop.teach_loss(self.revised_B, self.fake_B)
+            self.losses["teach"] = teach.detach()
+            total = total + (1.0 - weight) * opt.lambda_teach * teach
+        if weight > 0.0 and opt.lambda_GAN > 0:
+            g_gan = gan_loss(self.netD(self.fake_B), target_is_real=True, mode=opt.gan_mode) * opt.lambda_GAN
+            self.losses["G_GAN"] = g_gan.detach()
+            total = total + weight * g_gan
+        nce = self.nce_loss(self.real_A, self.fake_B) if opt.lambda_NCE > 0 else torch.zeros((), device=self.device)
+        self.losses["NCE"] = nce.detach()
+        if opt.nce_idt and opt.lambda_NCE > 0:
+            nce_y = self.nce_loss(self.real_B, self.idt_B)
+            self.losses["NCE_Y"] = nce_y.detach()
+            nce = 0.5 * (nce + nce_y)
+        total = total + nce
+        if weight > 0.0:
+            self.losses["G"] = total.detach()
+        return total
+
+    def on_stage_switch(self) -> None:
+        """Called once when adversarial training starts (a fresh or resumed run)."""
+        if self.opt.coop_reset_optimizers:
+            self.optimizers["D"].state.clear()

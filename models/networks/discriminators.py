@@ -1,0 +1,63 @@
+"""PatchGAN discriminators: a map of raw scores, one per overlapping patch (no sigmoid)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.networks.layers import Downsample, conv_bias, init_weights, norm_layer
+
+
+class NLayerDiscriminator(nn.Module):
+    """PatchGAN with `n_layers` downsampling stages; n_layers=3 is the 70x70 PatchGAN ("basic")."""
+
+    def __init__(self, *, input_nc: int, ndf: int = 64, n_layers: int = 3, norm: str = "instance",
+                 antialias: bool = True):
+        super().__init__()
+        make_norm, bias = norm_layer(norm), conv_bias(norm)
+
+        def stage(c_in: int, c_out: int, normalize: bool) -> list[nn.Module]:
+            stride = 1 if antialias else 2
+            layers = [nn.Conv2d(c_in, c_out, 4, stride=stride, padding=1, bias=bias if normalize else True)]
+            layers += [make_norm(c_out)] if normalize else []
+            layers.append(nn.LeakyReLU(0.2, True))
+            return layers + ([Downsample(c_out)] if antialias else [])
+
+        layers = stage(input_nc, ndf, normalize=False)
+        mult = 1
+        for n in range(1, n_layers):
+            prev, mult = mult, min(2 ** n, 8)
+            layers += stage(ndf * prev, ndf * mult, normalize=True)
+        prev, mult = mult, min(2 ** n_layers, 8)
+        layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, padding=1, bias=bias), make_norm(ndf * mult),
+                   nn.LeakyReLU(0.2, True), nn.Conv2d(ndf * mult, 1, 4, padding=1)]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class PixelDiscriminator(nn.Module):
+    """1x1 PatchGAN: scores every pixel independently (colour statistics only)."""
+
+    def __init__(self, *, input_nc: int, ndf: int = 64, norm: str = "instance"):
+        super().__init__()
+        self.model = nn.Sequential(
+            nn.Conv2d(input_nc, ndf, 1), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf, ndf * 2, 1, bias=conv_bias(norm)), norm_layer(norm)(ndf * 2), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf * 2, 1, 1, bias=conv_bias(norm)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def build_discriminator(*, net: str, input_nc: int, ndf: int, n_layers: int, norm: str, antialias: bool,
+                        init_type: str, init_gain: float) -> nn.Module:
+    if net == "basic":
+        disc = NLayerDiscriminator(input_nc=input_nc, ndf=ndf, n_layers=3, norm=norm, antialias=antialias)
+    elif net == "n_layers":
+        disc = NLayerDiscriminator(input_nc=input_nc, ndf=ndf, n_layers=n_layers, norm=norm, antialias=antialias)
+    elif net == "pixel":
+        disc = PixelDiscriminator(input_nc=input_nc, ndf=ndf, norm=norm)
+    else:
+        raise ValueError(f"unknown --netD {net!r}; choose basic, n_layers or pixel")
+    return init_weights(disc, init_type=init_type, gain=init_gain)

@@ -1,0 +1,143 @@
+"""Options shared by training and testing.
+
+Flag names, meanings and defaults follow CUT (taesungp/contrastive-unpaired-translation) so
+existing commands keep working. Each model and dataset adds its own flags through its
+``modify_commandline_options`` hook, found by ``--model`` / ``--dataset_mode``.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import data
+import models
+from options.common import str2bool
+
+NETG_CHOICES = ("resnet_9blocks", "resnet_6blocks", "resnet_4blocks")
+NETD_CHOICES = ("basic", "n_layers", "pixel")
+NORM_CHOICES = ("instance", "batch", "none")
+PREPROCESS_CHOICES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+
+
+class BaseOptions:
+    """Builds the parser in two passes: generic flags, then the chosen model's and dataset's."""
+
+    is_train: bool = False
+
+    def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        g = parser.add_argument_group("experiment")
+        g.add_argument("--dataroot", default="./datasets/toy",
+                       help="dataset folder with subfolders trainA, trainB (and testA, testB)")
+        g.add_argument("--name", default="experiment_name",
+                       help="experiment name: checkpoints go to CHECKPOINTS_DIR/NAME")
+        g.add_argument("--checkpoints_dir", default="./checkpoints", help="where runs are stored")
+        g.add_argument("--gpu_ids", default=None,
+                       help="GPU id to use, e.g. 0 (-1 = CPU). Default: the first GPU if there is "
+                            "one, else CPU. For several GPUs launch with torchrun (see README)")
+        g.add_argument("--seed", type=int, default=0,
+                       help="random seed for weights, data order, augmentation and Langevin noise")
+        g.add_argument("--model", default="cut", choices=models.available(), help="which model")
+        g.add_argument("--verbose", action="store_true", help="print network architectures")
+        g.add_argument("--suffix", default="",
+                       help="appended to --name, formatted with the options: e.g. {model}_{netG}")
+
+        g = parser.add_argument_group("networks")
+        g.add_argument("--input_nc", type=int, default=3, choices=(1, 3),
+                       help="input image channels: 3 for RGB, 1 for grayscale")
+        g.add_argument("--output_nc", type=int, default=3, choices=(1, 3),
+                       help="output image channels: 3 for RGB, 1 for grayscale")
+        g.add_argument("--ngf", type=int, default=64, help="generator filters in the first conv layer")
+        g.add_argument("--ndf", type=int, default=64, help="discriminator filters in the first conv layer")
+        g.add_argument("--netG", default="resnet_9blocks", choices=NETG_CHOICES,
+                       help="generator architecture")
+        g.add_argument("--netD", default="basic", choices=NETD_CHOICES,
+                       help="discriminator: basic = 70x70 PatchGAN, n_layers = PatchGAN with "
+                            "--n_layers_D layers, pixel = 1x1 PatchGAN")
+        g.add_argument("--n_layers_D", type=int, default=3, help="layers of the n_layers discriminator")
+        g.add_argument("--normG", default="instance", choices=NORM_CHOICES, help="generator normalization")
+        g.add_argument("--normD", default="instance", choices=NORM_CHOICES,
+                       help="discriminator normalization")
+        g.add_argument("--init_type", default="xavier", choices=("normal", "xavier", "kaiming", "orthogonal"),
+                       help="weight initialization")
+        g.add_argument("--init_gain", type=float, default=0.02, help="scale for normal, xavier and orthogonal")
+        g.add_argument("--no_dropout", type=str2bool, nargs="?", const=True, default=True,
+                       help="no dropout in the generator (CUT's default)")
+        g.add_argument("--no_antialias", action="store_true",
+                       help="strided convolutions instead of anti-aliased (blur) downsampling")
+        g.add_argument("--no_antialias_up", action="store_true",
+                       help="transposed convolutions instead of anti-aliased upsampling")
+
+        g = parser.add_argument_group("data")
+        g.add_argument("--dataset_mode", default="unaligned", choices=data.available(),
+                       help="unaligned: unpaired A/B folders; single: one folder (testing)")
+        g.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"), help="translation direction")
+        g.add_argument("--serial_batches", action="store_true",
+                       help="take images in order (else shuffled, and B paired at random)")
+        g.add_argument("--num_threads", type=int, default=4, help="data loading worker processes")
+        g.add_argument("--batch_size", type=int, default=1, help="images per batch (per process under torchrun)")
+        g.add_argument("--load_size", type=int, default=286, help="scale images to this size")
+        g.add_argument("--crop_size", type=int, default=256, help="then crop to this size")
+        g.add_argument("--max_dataset_size", type=int, default=float("inf"),
+                       help="use at most this many images per domain")
+        g.add_argument("--preprocess", default="resize_and_crop", choices=PREPROCESS_CHOICES,
+                       help="scaling and cropping of images at load time")
+        g.add_argument("--no_flip", action="store_true", help="no random horizontal flips")
+        g.add_argument("--display_winsize", type=int, default=256, help="display window size (visdom, HTML)")
+        g.add_argument("--epoch", default="latest",
+                       help="which checkpoint to load: latest, best, or an epoch number")
+        return parser
+
+    def gather_options(self, argv: list[str] | None) -> argparse.Namespace:
+        parser = argparse.ArgumentParser(
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            description=self.__doc__)
+        parser = self.initialize(parser)
+        known, _ = parser.parse_known_args(argv)
+        parser = models.get_option_setter(known.model)(parser, self.is_train)
+        known, _ = parser.parse_known_args(argv)
+        parser = data.get_option_setter(known.dataset_mode)(parser, self.is_train)
+        parser.set_defaults(**self.run_defaults(argv))
+        self.parser = parser
+        return parser.parse_args(argv)
+
+    def run_defaults(self, argv: list[str] | None) -> dict:
+        """Defaults that depend on the run being created or read (none for a fresh run)."""
+        return {}
+
+    def validate(self, opt: argparse.Namespace) -> None:
+        """Reject impossible combinations before any work starts (argparse-style exit 2)."""
+        if opt.batch_size < 1:
+            self.parser.error("--batch_size must be at least 1")
+        if opt.crop_size < 1 or opt.load_size < 1:
+            self.parser.error("--crop_size and --load_size must be positive")
+        if opt.preprocess in ("resize_and_crop", "scale_width_and_crop") and opt.crop_size > opt.load_size:
+            self.parser.error(f"--crop_size {opt.crop_size} is larger than --load_size {opt.load_size}: "
+                              "the crop would not fit; lower --crop_size or raise --load_size")
+        if opt.num_threads < 0:
+            self.parser.error("--num_threads must be >= 0")
+
+    def parse(self, argv: list[str] | None = None) -> argparse.Namespace:
+        opt = self.gather_options(argv)
+        opt.isTrain = self.is_train
+        if opt.suffix:
+            opt.name = f"{opt.name}_{opt.suffix.format(**vars(opt))}"
+        self.validate(opt)
+        self.opt = opt
+        return opt
+
+    def format(self, opt: argparse.Namespace) -> str:
+        """Options as CUT prints them: value, and the default where it differs."""
+        lines = ["----------------- Options ---------------"]
+        for key, value in sorted(vars(opt).items()):
+            default = self.parser.get_default(key)
+            note = f"\t[default: {default}]" if value != default and default is not None else ""
+            lines.append(f"{key:>25}: {value!s:<30}{note}")
+        lines.append("----------------- End -------------------")
+        return "\n".join(lines)
+
+    def save(self, opt: argparse.Namespace, filename: str) -> Path:
+        run_dir = Path(opt.checkpoints_dir) / opt.name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / filename
+        path.write_text(self.format(opt) + "\n")
+        return path

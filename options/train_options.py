@@ -1,0 +1,67 @@
+"""Training options: CUT's set plus checkpointing, logging and display."""
+from __future__ import annotations
+
+import argparse
+
+from options.base_options import BaseOptions
+
+
+class TrainOptions(BaseOptions):
+    """Train an unpaired image-to-image translator (CUT / FastCUT, with CoopInit)."""
+
+    is_train = True
+
+    def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser = super().initialize(parser)
+        g = parser.add_argument_group("display and logging")
+        g.add_argument("--display_freq", type=int, default=400,
+                       help="show training images every N iterations (visdom)")
+        g.add_argument("--display_ncols", type=int, default=4, help="images per row in visdom")
+        g.add_argument("--display_id", type=int, default=1,
+                       help="visdom window id; 0 or negative disables visdom (nothing is contacted)")
+        g.add_argument("--display_server", default="http://localhost", help="visdom server address")
+        g.add_argument("--display_env", default="main", help="visdom environment name")
+        g.add_argument("--display_port", type=int, default=8097, help="visdom server port")
+        g.add_argument("--update_html_freq", type=int, default=1000,
+                       help="add a row of images to checkpoints/NAME/web/index.html every N iterations")
+        g.add_argument("--print_freq", type=int, default=100,
+                       help="print and log losses every N iterations")
+        g.add_argument("--no_html", action="store_true", help="do not write the HTML training page")
+
+        g = parser.add_argument_group("checkpoints")
+        g.add_argument("--save_latest_freq", type=int, default=5000,
+                       help="save the 'latest' checkpoint every N iterations")
+        g.add_argument("--save_epoch_freq", type=int, default=5,
+                       help="save a per-epoch checkpoint every N epochs")
+        g.add_argument("--continue_train", action="store_true",
+                       help="resume from the checkpoint named by --epoch (optimizers, schedule, "
+                            "iteration and RNG state included)")
+        g.add_argument("--epoch_count", type=int, default=1,
+                       help="first epoch number of a fresh run (a resumed run reads it from its state)")
+        g.add_argument("--phase", default="train", help="data split to train on (DATAROOT/PHASE{A,B})")
+
+        g = parser.add_argument_group("optimization")
+        g.add_argument("--n_epochs", type=int, default=200, help="epochs at the initial learning rate")
+        g.add_argument("--n_epochs_decay", type=int, default=200,
+                       help="epochs over which the learning rate decays linearly to zero")
+        g.add_argument("--beta1", type=float, default=0.5, help="Adam beta1")
+        g.add_argument("--beta2", type=float, default=0.999, help="Adam beta2")
+        g.add_argument("--lr", type=float, default=0.0002, help="initial Adam learning rate")
+        g.add_argument("--gan_mode", default="lsgan", choices=("lsgan", "vanilla", "nonsaturating", "wgangp"),
+                       help="GAN objective (adversarial stage)")
+        g.add_argument("--lr_policy", default="linear", choices=("linear", "step", "plateau", "cosine"),
+                       help="learning rate schedule")
+        g.add_argument("--lr_decay_iters", type=int, default=50,
+                       help="step policy: multiply the learning rate by 0.1 every N epochs")
+        return parser
+
+    def validate(self, opt: argparse.Namespace) -> None:
+        super().validate(opt)
+        for flag in ("n_epochs", "n_epochs_decay"):
+            if getattr(opt, flag) < 0:
+                self.parser.error(f"--{flag} must be >= 0")
+        if opt.n_epochs + opt.n_epochs_decay < 1:
+            self.parser.error("--n_epochs + --n_epochs_decay must be at least 1")
+        for flag in ("print_freq", "display_freq", "update_html_freq", "save_latest_freq", "save_epoch_freq"):
+            if getattr(opt, flag) < 1:
+                self.parser.error(f"--{flag} must be at least 1")

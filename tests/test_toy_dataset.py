@@ -1,0 +1,233 @@
+"""Toy horse->zebra dataset generator, its translation metrics, and the download script."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "datasets" / "make_toy_dataset.py"
+DOWNLOAD = ROOT / "datasets" / "download_cut_dataset.sh"
+SMALL = ["--n_train", "5", "--n_test", "12"]
+
+
+def _load_module():
+    # datasets/ is a folder of scripts, not a package (and "datasets" is a PyPI name).
+    spec = importlib.util.spec_from_file_location("make_toy_dataset", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+toy = _load_module()
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
+                          check=False)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _stack(folder: Path) -> np.ndarray:
+    return np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))])
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("toy") / "toy"
+    result = _run("--out", str(out), *SMALL)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_layout_counts_and_images(small):
+    expected = {"trainA": 5, "trainB": 5, "testA": 12, "testB": 12,
+                "testA_masks": 12, "testB_masks": 12}
+    assert sorted(p.name for p in small.iterdir()) == sorted([*expected, "manifest.json"])
+    for folder, count in expected.items():
+        names = sorted(p.name for p in (small / folder).iterdir())
+        assert len(names) == count and all(n.endswith(".png") for n in names)
+        with Image.open(small / folder / names[0]) as im:
+            assert im.size == (64, 64)
+            assert im.mode == ("L" if folder.endswith("_masks") else "RGB")
+    assert sorted(os.listdir(small / "testA")) == sorted(os.listdir(small / "testA_masks"))
+    manifest = json.loads((small / "manifest.json").read_text())
+    assert manifest["seed"] == 0 and manifest["n_train"] == 5 and manifest["n_test"] == 12
+
+
+def test_masks_are_binary_silhouettes(small):
+    masks = _stack(small / "testA_masks")
+    assert set(np.unique(masks)) == {0, 255}
+    fraction = (masks > 0).mean(axis=(1, 2))
+    assert fraction.min() > 0.03 and fraction.max() < 0.5  # an animal, not the whole frame
+    images = _stack(small / "testA").astype(int)
+    # the mask marks the animal: the image differs from its background there
+    inside = np.abs(images - np.median(images, axis=(1, 2), keepdims=True)).mean(axis=3)
+    assert all((inside[i][masks[i] > 0]).mean() > (inside[i][masks[i] == 0]).mean()
+               for i in range(len(masks)))
+
+
+def test_same_seed_same_bytes_other_seed_differs(tmp_path, small):
+    again = tmp_path / "again"
+    assert _run("--out", str(again), *SMALL).returncode == 0
+    assert _files(again) == _files(small)
+    other = tmp_path / "other"
+    assert _run("--out", str(other), *SMALL, "--seed", "1").returncode == 0
+    first, second = _files(small), _files(other)
+    images = [k for k in first if k.endswith(".png")]
+    assert all(first[k] != second[k] for k in images)
+
+
+def test_domains_are_unpaired(small):
+    a, b = _stack(small / "testA_masks"), _stack(small / "testB_masks")
+    assert not any(np.array_equal(a[i], b[i]) for i in range(len(a)))
+
+
+def test_size_flag(tmp_path):
+    out = tmp_path / "toy48"
+    assert _run("--out", str(out), "--size", "48", "--n_train", "1", "--n_test", "1").returncode == 0
+    with Image.open(out / "trainB" / "0000.png") as im:
+        assert im.size == (48, 48)
+
+
+def test_stripes_in_B_not_in_A(small):
+    for domain, low, high in (("A", 0.0, 0.05), ("B", 0.2, 1.0)):
+        scores = toy.stripe_contrast(_stack(small / f"test{domain}"),
+                                     _stack(small / f"test{domain}_masks") > 127)
+        assert np.all((scores >= low) & (scores <= high)), (domain, scores)
+
+
+def test_translation_metrics(small, tmp_path):
+    identity = toy.toy_translation_metrics(small / "testA", small / "testA", small / "testA_masks")
+    assert identity["n_images"] == 12
+    assert identity["background_error"] == 0.0
+    assert identity["stripe_contrast"] == identity["stripe_contrast_real_A"] < 0.05
+
+    # A "translator" that paints stripes inside the animal and keeps the background.
+    real, masks = _stack(small / "testA"), _stack(small / "testA_masks") > 127
+    columns = (np.arange(real.shape[2]) // 3) % 2 * 255
+    striped = np.where(masks[..., None], columns[None, None, :, None], real).astype(np.uint8)
+    striped_dir, inverted_dir = tmp_path / "striped", tmp_path / "inverted"
+    striped_dir.mkdir()
+    inverted_dir.mkdir()
+    for i, name in enumerate(sorted(os.listdir(small / "testA"))):
+        Image.fromarray(striped[i]).save(striped_dir / name)
+        Image.fromarray(255 - real[i]).save(inverted_dir / name)
+    good = toy.toy_translation_metrics(small / "testA", striped_dir, small / "testA_masks")
+    assert good["stripe_contrast"] > 0.3 and good["background_error"] == 0.0
+    bad = toy.toy_translation_metrics(small / "testA", inverted_dir, small / "testA_masks")
+    assert bad["background_error"] > 0.1
+
+
+def test_metrics_name_missing_and_wrong_size_files(small, tmp_path):
+    fake = tmp_path / "fake_B"
+    shutil.copytree(small / "testA", fake)
+    (fake / "0003.png").unlink()
+    with pytest.raises(FileNotFoundError, match="0003"):
+        toy.toy_translation_metrics(small / "testA", fake, small / "testA_masks")
+    Image.new("RGB", (32, 32)).save(fake / "0003.png")
+    with pytest.raises(ValueError, match="0003.png is 32x32"):
+        toy.toy_translation_metrics(small / "testA", fake, small / "testA_masks")
+
+
+def test_skips_when_complete_and_regenerates_on_change(tmp_path):
+    out = tmp_path / "toy"
+    assert _run("--out", str(out), "--n_train", "3", "--n_test", "2").returncode == 0
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+    result = _run("--out", str(out), "--n_train", "3", "--n_test", "2")
+    assert result.returncode == 0 and "nothing to do" in result.stdout
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == before
+
+    # other arguments: regenerated, no stale files left over
+    assert _run("--out", str(out), "--n_train", "2", "--n_test", "2").returncode == 0
+    assert len(os.listdir(out / "trainA")) == 2
+    # an interrupted set (file missing) is made whole again
+    (out / "testB" / "0001.png").unlink()
+    result = _run("--out", str(out), "--n_train", "2", "--n_test", "2")
+    assert "nothing to do" not in result.stdout and (out / "testB" / "0001.png").is_file()
+
+
+def test_refuses_to_overwrite_foreign_data(tmp_path):
+    out = tmp_path / "horse2zebra"
+    (out / "trainA").mkdir(parents=True)
+    (out / "trainA" / "n02381460_1000.jpg").write_bytes(b"real photo")
+    result = _run("--out", str(out), "--n_train", "1", "--n_test", "1")
+    assert result.returncode == 2 and "--out" in result.stderr
+    assert (out / "trainA" / "n02381460_1000.jpg").read_bytes() == b"real photo"
+
+
+@pytest.mark.parametrize("flag, value", [("--size", "16"), ("--n_train", "0"), ("--seed", "-1")])
+def test_bad_flags_are_named(flag, value, tmp_path):
+    result = _run("--out", str(tmp_path / "x"), flag, value)
+    assert result.returncode == 2 and flag in result.stderr
+
+
+def test_help_explains_every_flag():
+    text = _run("--help").stdout
+    for flag in ("--out", "--size", "--n_train", "--n_test", "--seed"):
+        assert flag in text
+
+
+# ---------------------------------------------------------------- download script
+
+
+@pytest.fixture
+def fake_net(tmp_path) -> tuple[Path, dict[str, str]]:
+    """A PATH whose curl and wget log their arguments and 'download' a tiny horse2zebra zip."""
+    archive = tmp_path / "served.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for folder in ("trainA", "trainB", "testA", "testB"):
+            z.writestr(f"horse2zebra/{folder}/1.jpg", b"jpg")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "net.log"
+    for tool in ("curl", "wget"):
+        (bin_dir / tool).write_text(
+            "#!/usr/bin/env bash\n"
+            f'echo "{tool} $*" >> "{log}"\n'
+            'while [[ $# -gt 0 ]]; do [[ "$1" == -o || "$1" == -O ]] && out="$2"; shift; done\n'
+            f'cp "{archive}" "$out"\n')
+        (bin_dir / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    return log, env
+
+
+def test_download_script_parses():
+    assert subprocess.run(["bash", "-n", str(DOWNLOAD)], check=False).returncode == 0
+
+
+@pytest.mark.parametrize("args", [["horse"], [], ["horse2zebra", "extra"]])
+def test_download_rejects_bad_names_before_any_network(args, fake_net):
+    log, env = fake_net
+    result = subprocess.run(["bash", str(DOWNLOAD), *args], capture_output=True, text=True,
+                            env=env, check=False)
+    assert result.returncode == 2
+    assert "horse2zebra" in result.stderr and "grumpifycat" in result.stderr  # lists the names
+    assert not log.exists()
+
+
+def test_download_fetches_from_mirror_and_unpacks(fake_net, tmp_path):
+    log, env = fake_net
+    script = tmp_path / "datasets" / DOWNLOAD.name  # it writes next to itself
+    script.parent.mkdir()
+    shutil.copy(DOWNLOAD, script)
+    result = subprocess.run(["bash", str(script), "horse2zebra"], capture_output=True, text=True,
+                            env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/horse2zebra.zip" in log.read_text()
+    assert sorted(os.listdir(script.parent)) == [DOWNLOAD.name, "horse2zebra"]  # no leftovers
+    assert sorted(os.listdir(script.parent / "horse2zebra")) == ["testA", "testB", "trainA", "trainB"]
