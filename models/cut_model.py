@@ -8,6 +8,8 @@ Stage 2 (adversarial): plain CUT. An optional blend ramps from one to the other.
 from __future__ import annotations
 
 import argparse
+import functools
+from typing import Callable
 
 import torch
 
@@ -117,27 +119,38 @@ class CUTModel(BaseModel):
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self) -> None:
-        """fake_B = G(real_A) (and idt_B = G(real_B) for the identity NCE), one batched pass."""
+        """fake_B = G(real_A) (and idt_B = G(real_B) for the identity NCE), one batched pass.
+
+        The same pass yields the sources' NCE-layer features (PatchNCE's keys), which CUT computes
+        again with separate encoder passes; with a flip they must come from the unflipped input.
+        """
         use_idt = self.opt.isTrain and self.opt.nce_idt
         real = torch.cat([self.real_A, self.real_B]) if use_idt else self.real_A
         self.flipped = bool(self.opt.isTrain and self.opt.flip_equivariance and torch.rand(()) < 0.5)
         if self.flipped:
             real = real.flip(3)
-        fake = self.netG(real)
-        self.fake_B = fake[: self.real_A.shape[0]]
-        self.idt_B = fake[self.real_A.shape[0]:] if use_idt else None
+        fake, feats = self.netG.forward_with_features(real, self.nce_layers)
+        n = self.real_A.shape[0]
+        self.fake_B = fake[:n]
+        self.idt_B = fake[n:] if use_idt else None
+        keys = None if self.flipped else [f.detach() for f in feats]
+        self.keys_A = None if keys is None else [f[:n] for f in keys]
+        self.keys_B = None if keys is None else [f[n:] for f in keys]
 
     @torch.inference_mode()
     def translate(self, images: torch.Tensor) -> torch.Tensor:
         return self.netG(images.to(self.device))
 
-    def nce_loss(self, source: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-        """lambda_NCE * mean over layers of PatchNCE(features of G(x) at sampled patches, features of x)."""
+    def nce_loss(self, source: torch.Tensor, output: torch.Tensor,
+                 source_feats: list[torch.Tensor] | None) -> torch.Tensor:
+        """lambda_NCE * mean over layers of PatchNCE(G's features of the output at sampled patches,
+        G's features of the source at the same patches). The keys are constants (as in CUT)."""
         feat_q = self.netG.encode(output, self.nce_layers)
         if self.flipped:
             feat_q = [f.flip(3) for f in feat_q]
-        feat_k = self.netG.encode(source, self.nce_layers)
-        pooled_k, ids = self.netF(feat_k, self.opt.num_patches)
+        with torch.no_grad():
+            feat_k = source_feats if source_feats is not None else self.netG.encode(source, self.nce_layers)
+            pooled_k, ids = self.netF(feat_k, self.opt.num_patches)
         pooled_q, _ = self.netF(feat_q, self.opt.num_patches, ids)
         total = sum(patch_nce_loss(q, k, temperature=self.opt.nce_T, batch_size=source.shape[0],
                                    negatives_from_minibatch=self.opt.nce_includes_all_negatives_from_minibatch
@@ -181,18 +194,26 @@ class CUTModel(BaseModel):
                            langevin_improved=stats.frac_improved)
         return revised
 
+    def batched(self, fn: Callable[[torch.Tensor], torch.Tensor], *batches: torch.Tensor) -> list[torch.Tensor]:
+        """fn on each batch, as one concatenated pass: equal to separate passes with per-sample (instance)
+        normalization, and faster; batch norm would mix the batches' statistics, so it gets separate passes."""
+        if self.opt.normD == "batch":
+            return [fn(batch) for batch in batches]
+        return list(fn(torch.cat(batches)).split([batch.shape[0] for batch in batches]))
+
     def discriminator_loss(self, weight: float) -> torch.Tensor:
         """(1 - w) * [mean f(revised) - mean f(real)] + w * (D_real + D_fake) / 2."""
         total = torch.zeros((), device=self.device)
         if weight < 1.0:
-            f_data = coop.patch_score(self.netD, self.real_B)
-            f_revised = coop.patch_score(self.netD, self.revised_B)
+            f_data, f_revised = self.batched(functools.partial(coop.patch_score, self.netD),
+                                             self.real_B, self.revised_B)
             ebm = coop.mle_loss(f_data, f_revised, energy_reg=self.opt.coop_energy_reg)
             self.losses.update(EBM=ebm.detach(), f_data=f_data.mean().detach(), f_revised=f_revised.mean().detach())
             total = total + (1.0 - weight) * ebm
         if weight > 0.0:
-            d_fake = gan_loss(self.netD(self.fake_B.detach()), target_is_real=False, mode=self.opt.gan_mode)
-            d_real = gan_loss(self.netD(self.real_B), target_is_real=True, mode=self.opt.gan_mode)
+            scores_fake, scores_real = self.batched(self.netD, self.fake_B.detach(), self.real_B)
+            d_fake = gan_loss(scores_fake, target_is_real=False, mode=self.opt.gan_mode)
+            d_real = gan_loss(scores_real, target_is_real=True, mode=self.opt.gan_mode)
             self.losses.update(D_fake=d_fake.detach(), D_real=d_real.detach())
             total = total + weight * 0.5 * (d_fake + d_real)
         return total
@@ -209,10 +230,11 @@ class CUTModel(BaseModel):
             g_gan = gan_loss(self.netD(self.fake_B), target_is_real=True, mode=opt.gan_mode) * opt.lambda_GAN
             self.losses["G_GAN"] = g_gan.detach()
             total = total + weight * g_gan
-        nce = self.nce_loss(self.real_A, self.fake_B) if opt.lambda_NCE > 0 else torch.zeros((), device=self.device)
+        zero = torch.zeros((), device=self.device)
+        nce = self.nce_loss(self.real_A, self.fake_B, self.keys_A) if opt.lambda_NCE > 0 else zero
         self.losses["NCE"] = nce.detach()
         if opt.nce_idt and opt.lambda_NCE > 0:
-            nce_y = self.nce_loss(self.real_B, self.idt_B)
+            nce_y = self.nce_loss(self.real_B, self.idt_B, self.keys_B)
             self.losses["NCE_Y"] = nce_y.detach()
             nce = 0.5 * (nce + nce_y)
         total = total + nce

@@ -17,7 +17,7 @@ from pathlib import Path
 def format_losses(*, epoch: int, iteration: int, epoch_iter: int, stage: str, losses: dict[str, float],
                   sec_per_iter: float, data_sec: float) -> str:
     """CUT's console line, with the stage: (epoch: 3, iters: 200, time: 0.21, data: 0.01) [coop] EBM: ..."""
-    values = " ".join(f"{name}: {value:.3f}" for name, value in losses.items())
+    values = " ".join(f"{name}: {value:.4g}" for name, value in losses.items())
     return (f"(epoch: {epoch}, iters: {epoch_iter}, total: {iteration}, time: {sec_per_iter:.3f}, "
             f"data: {data_sec:.3f}) [{stage}] {values}")
 

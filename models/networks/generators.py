@@ -52,7 +52,7 @@ class ResnetGenerator(nn.Module):
         layers += [ResnetBlock(channels, norm=norm, dropout=dropout) for _ in range(n_blocks)]
         for _ in range(2):
             if antialias_up:
-                layers += [Upsample(channels), nn.Conv2d(channels, channels // 2, 3, padding=1, bias=bias),
+                layers += [Upsample(), nn.Conv2d(channels, channels // 2, 3, padding=1, bias=bias),
                            make_norm(channels // 2), nn.ReLU(True)]
             else:
                 layers += [nn.ConvTranspose2d(channels, channels // 2, 3, stride=2, padding=1, output_padding=1,
@@ -66,14 +66,21 @@ class ResnetGenerator(nn.Module):
 
     def encode(self, x: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:
         """Outputs of the given layer indices, running the network only as far as the last one."""
-        wanted, feats, last = set(layers), [], max(layers)
+        return self._run(x, layers, stop_after=max(layers))[1]
+
+    def forward_with_features(self, x: torch.Tensor, layers: list[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """G(x) and the given layers' outputs on the way: PatchNCE's keys come free with the translation."""
+        return self._run(x, layers, stop_after=len(self.model) - 1)
+
+    def _run(self, x: torch.Tensor, layers: list[int], *, stop_after: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        wanted, feats = set(layers), []
         for index, layer in enumerate(self.model):
             x = layer(x)
             if index in wanted:
                 feats.append(x)
-            if index == last:
+            if index == stop_after:
                 break
-        return feats
+        return x, feats
 
 
 def build_generator(*, net: str, input_nc: int, output_nc: int, ngf: int, norm: str, dropout: bool,

@@ -48,18 +48,13 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    """Upsample by 2 with a 4-tap binomial filter [1, 3, 3, 1] (zero-insertion then blur):
-    replicate-pad, depthwise transposed convolution, crop to exactly twice the size."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.channels = channels
-        self.register_buffer("kernel", (_binomial_filter(4) * 4)[None, None].repeat(channels, 1, 1, 1))
+    """Upsample by 2 with CUT's anti-aliasing filter: zero-insertion then the 4-tap binomial blur
+    [1, 3, 3, 1] with replicate padding. That is exactly bilinear interpolation with half-pixel
+    centres (weights 3/4, 1/4, clamped edges), which runs far faster than the depthwise
+    transposed convolution CUT uses; tests/test_networks.py checks the equality."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.conv_transpose2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.kernel,
-                                 stride=2, padding=2, groups=self.channels)
-        return out[:, :, 1:-1, 1:-1]
+        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
 
 
 def init_weights(net: nn.Module, *, init_type: str = "xavier", gain: float = 0.02) -> nn.Module:
