@@ -41,6 +41,13 @@ class TrainOptions(BaseOptions):
                        help="first epoch number of a fresh run (a resumed run reads it from its state)")
         g.add_argument("--phase", default="train", help="data split to train on (DATAROOT/PHASE{A,B})")
 
+        g = parser.add_argument_group("evaluation during training")
+        g.add_argument("--eval_freq", type=int, default=0,
+                       help="every N epochs translate the test split and log FID/KID against testB; the best "
+                            "generator is kept as best_net_G.pth (+ best.json). 0 = off")
+        g.add_argument("--eval_max_images", type=int, default=0,
+                       help="evaluate on at most this many test images per domain (0 = all)")
+
         g = parser.add_argument_group("optimization")
         g.add_argument("--n_epochs", type=int, default=200, help="epochs at the initial learning rate")
         g.add_argument("--n_epochs_decay", type=int, default=200,
@@ -58,7 +65,7 @@ class TrainOptions(BaseOptions):
 
     def validate(self, opt: argparse.Namespace) -> None:
         super().validate(opt)
-        for flag in ("n_epochs", "n_epochs_decay"):
+        for flag in ("n_epochs", "n_epochs_decay", "eval_freq", "eval_max_images"):
             if getattr(opt, flag) < 0:
                 self.parser.error(f"--{flag} must be >= 0")
         if opt.n_epochs + opt.n_epochs_decay < 1:
@@ -66,3 +73,9 @@ class TrainOptions(BaseOptions):
         for flag in ("print_freq", "display_freq", "update_html_freq", "save_latest_freq", "save_epoch_freq"):
             if getattr(opt, flag) < 1:
                 self.parser.error(f"--{flag} must be at least 1")
+        for flag in ("coop_epochs", "coop_langevin_steps", "coop_step_size", "coop_blend_iters", "coop_energy_reg",
+                     "lambda_GAN", "lambda_NCE", "lambda_teach"):
+            if getattr(opt, flag, 0) < 0:
+                self.parser.error(f"--{flag} must be >= 0")
+        if getattr(opt, "coop_ref_sigma", 1) <= 0:
+            self.parser.error("--coop_ref_sigma must be positive (the energy divides by it)")

@@ -19,6 +19,7 @@ STAGE_TITLES = {
     "coop": "stage 1: cooperative (EBM)",
     "blend": "stage 1 -> 2: blend",
     "adversarial": "stage 2: adversarial",
+    "eval": "evaluation: FID / KID on the test split",
 }
 _STAGE_SHADES = {"coop": "#dbe9f6", "blend": "#fbe5c8"}
 
@@ -29,8 +30,10 @@ def stage_title(stage: str) -> str:
 
 def add_record(records: list[dict], record: dict) -> None:
     """Append a log record; a resumed run re-logs iterations after its checkpoint, so
-    records at or past ``record["iter"]`` are superseded rather than duplicated."""
-    while records and records[-1]["iter"] >= record["iter"]:
+    records past ``record["iter"]`` (or at it, of the same stage) are superseded rather than
+    duplicated; an evaluation may share its iteration with a loss record."""
+    while records and (records[-1]["iter"] > record["iter"]
+                       or records[-1]["iter"] == record["iter"] and records[-1]["stage"] == record["stage"]):
         records.pop()
     records.append(record)
 

@@ -14,6 +14,23 @@ import time
 from pathlib import Path
 
 
+EVAL_LOG = "eval_log.jsonl"
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The objects of a jsonl log; [] if missing. A line torn by a kill is skipped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    entries = []
+    for line in path.read_text().splitlines():
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return entries
+
+
 def format_losses(*, epoch: int, iteration: int, epoch_iter: int, stage: str, losses: dict[str, float],
                   sec_per_iter: float, data_sec: float) -> str:
     """CUT's console line, with the stage: (epoch: 3, iters: 200, time: 0.21, data: 0.01) [coop] EBM: ..."""

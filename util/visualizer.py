@@ -22,6 +22,7 @@ from torch import Tensor
 from util.html import HTML
 from util.image import to_uint8
 from util.loss_plot import add_record, plot_loss_log, read_loss_log, stage_title
+from util.run_log import EVAL_LOG, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,10 @@ class Visualizer:
         else:
             self._send_all_loss_panes()
 
+    def plot_metrics(self, *, epoch: int, total_iters: int, metrics: dict[str, float]) -> None:
+        """Evaluation scores (FID, KID) over training, in a pane of their own."""
+        self.plot_current_losses(epoch=epoch, total_iters=total_iters, losses=metrics, stage="eval")
+
     def _send_all_loss_panes(self) -> None:
         self._synced.clear()
         for stage in dict.fromkeys(r["stage"] for r in self._records):
@@ -224,6 +229,12 @@ class Visualizer:
             src = f"images/{_LOSS_PNG}?v={curve_version}"
             page.add_header("loss curves (shaded: cooperative stage; dashed: stage switch)")
             page.add_images([src], ["losses"], [src], width=4 * self.winsize)
+        evaluations = read_jsonl(self.run_dir / EVAL_LOG)
+        if evaluations:
+            best = min(evaluations, key=lambda e: e["fid"])
+            page.add_header("FID / KID on the test split: " + "; ".join(
+                f"epoch {e['epoch']}: {e['fid']:.2f} / {e['kid_mean']:.4f}" for e in evaluations)
+                + f" (best: epoch {best['epoch']}, best_net_G.pth)")
         for row in reversed(rows):
             page.add_header(f"epoch {row['epoch']}, iteration {row['iter']}, stage {row['stage']}")
             files = [im["file"] for im in row["images"]]
