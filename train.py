@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -24,10 +26,13 @@ from data.sampler import EpochSampler
 from models import create_model
 from models.coop import NonFiniteError
 from models.schedule import ADVERSARIAL, StageSchedule
+from options.test_options import differing_options_hint
 from options.train_options import TrainOptions
-from util.checkpoint import CheckpointError, atomic_save, safe_load
+from util import distributed
+from util.checkpoint import (CheckpointError, atomic_save, atomic_write_text, remove_stale_temp_files,
+                              safe_load)
 from util.run_log import RunLog
-from util.runtime import ignore_interrupts_in_worker, select_device
+from util.runtime import ignore_interrupts_in_worker
 from util.visualizer import Visualizer
 
 STATE_FILE = "{tag}_state.pth"
@@ -43,14 +48,14 @@ class Trainer:
     def __init__(self, opt: argparse.Namespace, options: TrainOptions):
         self.opt = opt
         self.run_dir = Path(opt.checkpoints_dir) / opt.name
-        self.device = select_device(opt.gpu_ids)
+        self.dist = distributed.setup(opt.gpu_ids)  # under torchrun: this rank, its device, the process group
+        self.device = self.dist.device
         torch.manual_seed(opt.seed)
-        options.save(opt, "train_opt.txt")
-        (self.run_dir / "train_opt.json").write_text(json.dumps(vars(opt), indent=1, default=str))
 
         self.dataset = create_dataset(opt)
         self.sampler = EpochSampler(len(self.dataset), batch_size=opt.batch_size, seed=opt.seed,
-                                    shuffle=not opt.serial_batches)
+                                    shuffle=not opt.serial_batches, rank=self.dist.rank,
+                                    world_size=self.dist.world_size)
         self.loader = DataLoader(self.dataset, batch_size=opt.batch_size, sampler=self.sampler,
                                  num_workers=opt.num_threads, pin_memory=self.device.type == "cuda",
                                  worker_init_fn=ignore_interrupts_in_worker,
@@ -60,47 +65,93 @@ class Trainer:
 
         self.model = create_model(opt, self.device)
         self.model.data_dependent_initialize(default_collate([self.dataset[(opt.epoch_count, 0)]]))
+        self.dist.seed_rank(opt.seed)  # identical networks above, distinct per-rank randomness below
         self.epoch, self.epoch_iter, self.iteration = opt.epoch_count, 0, 0
         self.model.schedule = StageSchedule.from_epochs(coop_epochs=opt.coop_epochs,
                                                         iters_per_epoch=self.iters_per_epoch,
                                                         blend_iters=opt.coop_blend_iters)
         if opt.continue_train:
             self.resume()
-        self.log = RunLog(self.run_dir, resume_from=self.iteration if opt.continue_train else None)
-        self.visualizer = Visualizer(opt)
+        if self.dist.is_main:  # after resume: a failed one leaves the run's recorded options as they were
+            options.save(opt, "train_opt.txt")
+            atomic_write_text(self.run_dir / "train_opt.json", json.dumps(vars(opt), indent=1, default=str))
+            for path in remove_stale_temp_files(self.run_dir):
+                print(f"removed {path.name}, left by a checkpoint write that was interrupted")
+        self.dist.share_model(self.model.nets.values(), self.model.optimizers.values())
+        self.log = RunLog(self.run_dir, resume_from=self.iteration if opt.continue_train else None,
+                          enabled=self.dist.is_main)
+        self.visualizer = Visualizer(opt, enabled=self.dist.is_main)
+        self.evaluator = None
+        if self.dist.is_main and opt.eval_freq:
+            from util.evaluation import TrainingEvaluator  # torchvision + torch-fidelity: ~2 s CPU to import
+
+            self.evaluator = TrainingEvaluator(opt, device=self.device, run_dir=self.run_dir,
+                                               resume_from=self.iteration if opt.continue_train else None)
         self.stop_signal: int | None = None
 
     # -- state --------------------------------------------------------------------------------
     def save(self, tag: str | int) -> None:
-        """Weights for test.py, then the single-file training state (written last)."""
+        """Weights for test.py, then the single-file training state (written last).
+
+        Called by every rank at the same iterations (it gathers their RNG states); rank 0 writes.
+        """
+        rng_ranks = self.dist.gather_rng_states()
+        if not self.dist.is_main:
+            return
         self.model.save_networks(self.run_dir, tag)
         state = {"model": self.model.state_dict(), "epoch": self.epoch, "epoch_iter": self.epoch_iter,
                  "iteration": self.iteration, "schedule": self.model.schedule.state_dict(),
                  "rng_cpu": torch.get_rng_state()}
         if self.device.type == "cuda":
             state["rng_cuda"] = torch.cuda.get_rng_state(self.device)
+        if self.dist.distributed:
+            state["world_size"], state["rng_ranks"] = self.dist.world_size, rng_ranks
         atomic_save(state, self.run_dir / STATE_FILE.format(tag=tag))
 
     def resume(self) -> None:
         path = self.run_dir / STATE_FILE.format(tag=self.opt.epoch)
+        if not path.exists() and not (self.run_dir / f"{self.opt.epoch}_net_G.pth").exists():
+            raise CheckpointError(f"--continue_train: no checkpoint '{self.opt.epoch}' in {self.run_dir} "
+                                  f"(no {path.name}, no {self.opt.epoch}_net_G.pth) -- check --name, "
+                                  "--checkpoints_dir and --epoch, or start without --continue_train")
         if not path.exists():  # CUT-style resume from weights only, at --epoch_count
             self.model.load_networks(self.run_dir, self.opt.epoch, list(self.model.nets))
             print(f"resumed weights from {self.run_dir}/{self.opt.epoch}_net_*.pth at epoch {self.epoch} "
                   f"(no {path.name}: optimizer state starts fresh)")
             return
         state = safe_load(path, self.device)
-        self.model.load_state_dict(state["model"])
+        try:
+            self.model.load_state_dict(state["model"])
+        except CheckpointError as err:  # train_opt.json still holds the run's options (rewritten after this)
+            raise CheckpointError(f"{err}{differing_options_hint(self.opt)}") from err
         self.epoch, self.epoch_iter, self.iteration = state["epoch"], state["epoch_iter"], state["iteration"]
         self.model.schedule = StageSchedule(**state["schedule"])
         torch.set_rng_state(state["rng_cpu"].cpu())
         if "rng_cuda" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng_cuda"].cpu(), self.device)
+        saved_world = state.get("world_size", 1)
+        if saved_world == self.dist.world_size:
+            self.dist.restore_rng(state.get("rng_ranks"))
+        else:  # another process count splits the data differently: continue at the same share of the epoch
+            self.epoch_iter = min(self.epoch_iter * saved_world // self.dist.world_size, self.iters_per_epoch)
+            self.dist.seed_rank(self.opt.seed, self.iteration)
+            print(f"{path.name} was written by {saved_world} process(es), this run has {self.dist.world_size}: "
+                  f"continuing at batch {self.epoch_iter} of epoch {self.epoch}, fresh per-rank random streams")
         print(f"resumed from {path}: epoch {self.epoch}, iteration {self.iteration} "
               f"({self.model.schedule.stage(self.iteration)} stage)")
 
     # -- loop ---------------------------------------------------------------------------------
     def request_stop(self, signum: int, _frame: object) -> None:
         self.stop_signal = signum
+
+    def evaluate(self) -> None:
+        """FID/KID of the test split now (rank 0); the best generator is kept as best_net_G.pth."""
+        entry = self.evaluator.evaluate(self.model.netG, epoch=self.epoch, iteration=self.iteration)
+        self.log.message(f"(epoch: {self.epoch}, total: {self.iteration}) [eval] FID: {entry['fid']:.2f} "
+                         f"KID: {entry['kid_mean']:.4f} ± {entry['kid_std']:.4f} ({entry['n_fake']} images)"
+                         + (" -- new best, saved best_net_G.pth" if entry["best"] else ""))
+        self.visualizer.plot_metrics(epoch=self.epoch, total_iters=self.iteration,
+                                     metrics={"FID": entry["fid"], "KID x 100": 100 * entry["kid_mean"]})
 
     def run(self) -> None:
         opt = self.opt
@@ -110,15 +161,19 @@ class Trainer:
                          f"device {self.device}; CoopInit: {schedule.coop_iters} cooperative iterations"
                          + (f", {schedule.blend_iters} blend iterations" if schedule.blend_iters else ""))
         total = (last_epoch - self.epoch + 1) * self.iters_per_epoch - self.epoch_iter
-        with tqdm(total=max(total, 0), desc="training", unit="it", dynamic_ncols=True, leave=False) as bar:
+        with tqdm(total=max(total, 0), desc="training", unit="it", dynamic_ncols=True, leave=False,
+                  disable=not self.dist.is_main) as bar:
             while self.epoch <= last_epoch:
                 self.model.set_learning_rate(self.epoch)
                 self.run_epoch(bar)
+                if self.evaluator is not None and self.evaluator.due(self.epoch):
+                    self.evaluate()
                 if self.epoch % opt.save_epoch_freq == 0 or self.epoch == last_epoch:
                     finished = self.epoch
+                    if self.dist.is_main:  # before the state, which commits the epoch as done
+                        self.model.save_networks(self.run_dir, finished)
                     self.epoch, self.epoch_iter = self.epoch + 1, 0  # the state says: start the next epoch
                     self.save("latest")
-                    self.model.save_networks(self.run_dir, finished)
                     self.log.message(f"saved checkpoints at the end of epoch {finished} "
                                      f"(iteration {self.iteration})")
                 else:
@@ -130,7 +185,7 @@ class Trainer:
         self.sampler.start(self.epoch, self.epoch_iter)
         window_start, data_time, window_iters = time.perf_counter(), 0.0, 0
         fetch_start = time.perf_counter()
-        for batch in self.loader:
+        for batch in self.batches():
             data_time += time.perf_counter() - fetch_start
             self.model.set_input(batch)
             try:
@@ -146,7 +201,7 @@ class Trainer:
             bar.update(1)
             if self.iteration % opt.print_freq == 0:
                 now = time.perf_counter()
-                losses = self.model.current_losses()
+                losses = self.dist.mean_values(self.model.current_losses())  # over ranks: the effective batch
                 self.log.log(epoch=self.epoch, iteration=self.iteration, epoch_iter=self.epoch_iter, stage=stage,
                              losses=losses, sec_per_iter=(now - window_start) / window_iters,
                              data_sec=data_time / window_iters)
@@ -161,9 +216,26 @@ class Trainer:
                                           total_iters=self.iteration, stage=stage)
             if self.iteration % opt.save_latest_freq == 0:
                 self.save("latest")
+            # Every rank stops at the same iteration, even if the signal reached only some of them.
+            self.stop_signal = self.dist.max_int(self.stop_signal or 0) or None
             if self.stop_signal is not None:
                 raise Stop
             fetch_start = time.perf_counter()
+
+    def batches(self) -> Iterator[dict]:
+        """The loader's batches. A SIGTERM sent to the whole process group also ends the data-loader
+        workers, maybe before the batch the loop waits for: with a stop requested, that is the stop."""
+        batches = iter(self.loader)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except RuntimeError:  # "DataLoader worker (pid ...) exited unexpectedly"
+                if self.stop_signal is None:
+                    raise
+                raise Stop from None
+            yield batch
 
     def announce_switch(self, stage: str) -> None:
         self.log.message(f"=== CoopInit: iteration {self.iteration + 1} (epoch {self.epoch}) starts the "
@@ -175,25 +247,41 @@ class Trainer:
 def main(argv: list[str] | None = None) -> int:
     options = TrainOptions()
     opt = options.parse(argv)
-    print(options.format(opt))
+    if distributed.is_main_process():
+        print(options.format(opt))
     try:
         trainer = Trainer(opt, options)
-    except (DatasetError, CheckpointError, FileNotFoundError, ValueError) as err:
+    except (DatasetError, CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, trainer.request_stop)
+    except OSError as err:  # the run folder cannot be created or written
+        print(f"error: {err} -- --checkpoints_dir must be a writable folder with free space", file=sys.stderr)
+        return 2
+    launcher = "torchrun <same torchrun flags> train.py" if trainer.dist.distributed else "python train.py"
+    args = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
+    resume = f"{launcher} {shlex.join(args + ([] if opt.continue_train else ['--continue_train']))}"
+    # Restored on return, so train.main() called in a process (tests, notebooks) leaves Ctrl-C working.
+    previous = {signum: signal.signal(signum, trainer.request_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        trainer.run()
-    except Stop:
-        trainer.save("latest")
-        name = signal.Signals(trainer.stop_signal).name
-        trainer.log.message(f"{name}: saved the latest checkpoint at iteration {trainer.iteration}. Resume with: "
-                            f"python train.py --dataroot {opt.dataroot} --name {opt.name} --continue_train")
-        return 128 + trainer.stop_signal
+        try:
+            trainer.run()
+        except Stop:  # nested: a failing save here is reported like any other error below
+            trainer.save("latest")
+            trainer.dist.barrier()  # rank 0 has written before any rank exits (torchrun then stops the rest)
+            name = signal.Signals(trainer.stop_signal).name
+            trainer.log.message(f"{name}: saved the latest checkpoint at iteration {trainer.iteration}. "
+                                f"Resume with: {resume}")
+            return 128 + trainer.stop_signal
     except (NonFiniteError, DatasetError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:  # disk full, or the run folder gone or read-only, while writing logs or pages
+        print(f"error: {err} -- saved checkpoints are unchanged; fix this, then resume with: {resume}",
+              file=sys.stderr)
+        return 1
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from data.image_folder import list_images, load_image
-from data.transforms import preprocess
+from data.image_folder import check_images, list_images, load_image
+from data.transforms import min_source_size, preprocess
 
 
 class SingleDataset(Dataset):
@@ -24,7 +24,8 @@ class SingleDataset(Dataset):
         if Path(opt.dataroot, opt.phase).is_dir() and not folder.is_dir():
             folder = Path(opt.dataroot, opt.phase)  # a plain folder of images also works
         self.paths = list_images(folder, opt.max_dataset_size)
-        self.channels = opt.output_nc if opt.direction == "BtoA" else opt.input_nc
+        check_images(self.paths, min_size=min_source_size(opt))
+        self.channels = opt.input_nc  # the generator's input, whichever folder it comes from
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from data.image_folder import list_images, load_image
-from data.transforms import preprocess
+from data.image_folder import DatasetError, check_images, list_images, load_image
+from data.transforms import min_source_size, preprocess
 
 
 class UnalignedDataset(Dataset):
@@ -27,15 +27,15 @@ class UnalignedDataset(Dataset):
         self.opt = opt
         root = Path(opt.dataroot)
         if not root.is_dir():
-            raise FileNotFoundError(f"--dataroot {root} does not exist; make a dataset "
-                                    "(python datasets/make_toy_dataset.py) or point --dataroot at one")
+            raise DatasetError(f"--dataroot {root} does not exist; make a dataset "
+                               "(python datasets/make_toy_dataset.py) or point --dataroot at one")
         self.paths_A = list_images(root / f"{opt.phase}A", opt.max_dataset_size)
         self.paths_B = list_images(root / f"{opt.phase}B", opt.max_dataset_size)
+        check_images(self.paths_A + self.paths_B, min_size=min_source_size(opt))
         if opt.direction == "BtoA":
             self.paths_A, self.paths_B = self.paths_B, self.paths_A
-            self.nc_A, self.nc_B = opt.output_nc, opt.input_nc
-        else:
-            self.nc_A, self.nc_B = opt.input_nc, opt.output_nc
+        # "A" is the generator's input whichever folder it comes from (G has --input_nc channels).
+        self.nc_A, self.nc_B = opt.input_nc, opt.output_nc
 
     def __len__(self) -> int:
         return max(len(self.paths_A), len(self.paths_B))

@@ -19,6 +19,18 @@ NORM_CHOICES = ("instance", "batch", "none")
 PREPROCESS_CHOICES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 
 
+class _ArgvParser(argparse.ArgumentParser):
+    """Parses the given argv, not sys.argv, when an option hook calls `parse_known_args()` as
+    CUT's hooks do (e.g. to pick FastCUT's defaults), so `train.main(argv)` behaves like the CLI."""
+
+    def __init__(self, argv: list[str] | None, **kwargs):
+        super().__init__(**kwargs)
+        self.argv = argv
+
+    def parse_known_args(self, args=None, namespace=None):
+        return super().parse_known_args(self.argv if args is None else args, namespace)
+
+
 class BaseOptions:
     """Builds the parser in two passes: generic flags, then the chosen model's and dataset's."""
 
@@ -88,15 +100,17 @@ class BaseOptions:
         return parser
 
     def gather_options(self, argv: list[str] | None) -> argparse.Namespace:
-        parser = argparse.ArgumentParser(
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-            description=self.__doc__)
+        # --help is added last, so the probing passes do not exit before the model's and the
+        # dataset's flags are known (and the help lists them).
+        parser = _ArgvParser(argv, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                             description=self.__doc__, add_help=False)
         parser = self.initialize(parser)
         known, _ = parser.parse_known_args(argv)
         parser = models.get_option_setter(known.model)(parser, self.is_train)
         known, _ = parser.parse_known_args(argv)
         parser = data.get_option_setter(known.dataset_mode)(parser, self.is_train)
         parser.set_defaults(**self.run_defaults(argv))
+        parser.add_argument("-h", "--help", action="help", help="show this help message and exit")
         self.parser = parser
         return parser.parse_args(argv)
 
@@ -115,6 +129,17 @@ class BaseOptions:
                               "the crop would not fit; lower --crop_size or raise --load_size")
         if opt.num_threads < 0:
             self.parser.error("--num_threads must be >= 0")
+        for flag in ("ngf", "ndf", "max_dataset_size", "num_patches", "netF_nc"):
+            if getattr(opt, flag, 1) < 1:
+                self.parser.error(f"--{flag} must be at least 1")
+        if opt.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop") and opt.crop_size % 4:
+            self.parser.error(f"--crop_size {opt.crop_size} must be a multiple of 4: the generator halves the "
+                              "image twice and doubles it back")
+        if not all(part.strip().isdigit() for part in getattr(opt, "nce_layers", "0").split(",")):
+            self.parser.error(f"--nce_layers {opt.nce_layers}: expected comma-separated layer numbers, e.g. 0,4,8")
+        gpu_ids = [part.strip() for part in str(opt.gpu_ids or "").split(",") if part.strip()]
+        if not all(part.lstrip("-").isdigit() for part in gpu_ids):
+            self.parser.error(f"--gpu_ids {opt.gpu_ids}: expected GPU numbers such as 0 or 0,1, or -1 for the CPU")
 
     def parse(self, argv: list[str] | None = None) -> argparse.Namespace:
         opt = self.gather_options(argv)

@@ -1,6 +1,7 @@
 """Where training runs: device choice, seeding, data-loader workers."""
 from __future__ import annotations
 
+import os
 import signal
 
 import torch
@@ -21,6 +22,14 @@ def select_device(gpu_ids: str | None) -> torch.device:
     return torch.device(f"cuda:{ids[0]}")
 
 
+def _exit_quietly(_signum: int, _frame: object) -> None:
+    os._exit(0)
+
+
 def ignore_interrupts_in_worker(_worker_id: int) -> None:
-    """Ctrl-C goes to the main process, which saves and exits; workers must not die first."""
+    """Ctrl-C and SIGTERM may reach the whole process group (terminal, `timeout`, `kill -- -PGID`);
+    the main process then saves and exits. Workers ignore Ctrl-C and leave quietly on SIGTERM (which
+    multiprocessing also uses to end them): a worker killed by a signal makes PyTorch raise an error in
+    the main process at whatever point it is, even mid-iteration."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_quietly)

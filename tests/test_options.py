@@ -1,0 +1,95 @@
+"""Flags: CUT / FastCUT / CoopInit defaults, overrides, validation, --help, and test.py's inheritance."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from options.test_options import TestOptions
+from options.train_options import TrainOptions
+
+
+def parse_train(*argv: str):
+    return TrainOptions().parse(list(argv))
+
+
+def test_cut_defaults():
+    opt = parse_train()
+    assert (opt.CUT_mode, opt.nce_idt, opt.lambda_NCE, opt.flip_equivariance) == ("CUT", True, 1.0, False)
+    assert (opt.n_epochs, opt.n_epochs_decay) == (200, 200)
+    assert (opt.lambda_GAN, opt.nce_T, opt.num_patches, opt.nce_layers) == (1.0, 0.07, 256, "0,4,8,12,16")
+    assert (opt.netG, opt.netD, opt.ngf, opt.ndf, opt.normG, opt.init_type, opt.init_gain) == \
+        ("resnet_9blocks", "basic", 64, 64, "instance", "xavier", 0.02)
+    assert (opt.lr, opt.beta1, opt.beta2, opt.gan_mode, opt.batch_size) == (0.0002, 0.5, 0.999, "lsgan", 1)
+    assert (opt.load_size, opt.crop_size, opt.preprocess, opt.no_dropout) == (286, 256, "resize_and_crop", True)
+
+
+@pytest.mark.parametrize("mode", ["FastCUT", "fastcut"])
+def test_fastcut_defaults(mode):
+    opt = parse_train("--CUT_mode", mode)
+    assert (opt.nce_idt, opt.lambda_NCE, opt.flip_equivariance) == (False, 10.0, True)
+    assert (opt.n_epochs, opt.n_epochs_decay) == (150, 50)
+
+
+def test_explicit_flags_override_mode_defaults():
+    opt = parse_train("--CUT_mode", "FastCUT", "--nce_idt", "--lambda_NCE", "2", "--flip_equivariance", "False",
+                      "--n_epochs", "7", "--n_epochs_decay", "3")
+    assert (opt.nce_idt, opt.lambda_NCE, opt.flip_equivariance, opt.n_epochs, opt.n_epochs_decay) == \
+        (True, 2.0, False, 7, 3)
+    opt = parse_train("--nce_idt", "no", "--lambda_NCE", "4")
+    assert (opt.nce_idt, opt.lambda_NCE) == (False, 4.0)
+
+
+def test_coopinit_defaults():
+    opt = parse_train()
+    assert (opt.coop_epochs, opt.coop_langevin_steps, opt.coop_step_size, opt.coop_ref_sigma) == \
+        (5.0, 15, 0.3, 10.0)
+    assert (opt.coop_noise, opt.lambda_teach, opt.coop_energy_reg, opt.coop_blend_iters) == (False, 1.0, 0.0, 0)
+    assert opt.coop_reset_optimizers is False
+    assert parse_train("--coop_noise", "on", "--coop_epochs", "0.5").coop_noise is True
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (["--crop_size", "64", "--load_size", "32"], "--crop_size"),
+    (["--batch_size", "0"], "--batch_size"),
+    (["--netG", "resnet_7blocks"], "--netG"),
+    (["--n_epochs", "0", "--n_epochs_decay", "0"], "--n_epochs"),
+    (["--print_freq", "0"], "--print_freq"),
+])
+def test_invalid_combinations_exit_2_naming_the_flag(argv, flag, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_train(*argv)
+    assert exit_info.value.code == 2
+    assert flag in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options,some_flags", [(TrainOptions, {"--coop_epochs", "--CUT_mode", "--nce_idt"}),
+                                                (TestOptions, {"--results_dir", "--CUT_mode", "--num_test"})])
+def test_help_mentions_every_flag(options, some_flags, capsys):
+    parser_owner = options()
+    with pytest.raises(SystemExit) as exit_info:
+        parser_owner.parse(["--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    mentioned = set(re.findall(r"--\w+", help_text))
+    flags = {s for action in parser_owner.parser._actions for s in action.option_strings if s.startswith("--")}
+    assert some_flags <= flags  # the model's and dataset's flags are part of the parser
+    assert flags - mentioned == set()
+
+
+def test_test_options_inherit_architecture_from_training(tmp_path):
+    trained = parse_train("--name", "run", "--checkpoints_dir", str(tmp_path), "--netG", "resnet_4blocks",
+                          "--ngf", "8", "--input_nc", "1", "--no_antialias", "--crop_size", "32",
+                          "--load_size", "40", "--normG", "batch", "--direction", "BtoA")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "train_opt.json").write_text(json.dumps(vars(trained), default=str))
+    opt = TestOptions().parse(["--name", "run", "--checkpoints_dir", str(tmp_path)])
+    assert (opt.netG, opt.ngf, opt.input_nc, opt.no_antialias, opt.normG, opt.direction) == \
+        ("resnet_4blocks", 8, 1, True, "batch", "BtoA")
+    assert (opt.crop_size, opt.load_size) == (32, 32)  # translated at the trained size, uncropped
+    assert (opt.dataset_mode, opt.serial_batches, opt.no_flip, opt.isTrain) == ("single", True, True, False)
+    given = TestOptions().parse(["--name", "run", "--checkpoints_dir", str(tmp_path), "--ngf", "16"])
+    assert (given.ngf, given.netG) == (16, "resnet_4blocks")
+    fresh = TestOptions().parse(["--name", "other", "--checkpoints_dir", str(tmp_path)])
+    assert (fresh.netG, fresh.crop_size, fresh.load_size) == ("resnet_9blocks", 256, 256)
