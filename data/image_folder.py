@@ -1,17 +1,31 @@
 """Listing and loading image files, where bad files are caught and named."""
 from __future__ import annotations
 
+import logging
 import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
+_JPEG_END = b"\xff\xd9"  # the EOI marker a complete JPEG ends with
+
+log = logging.getLogger(__name__)
 
 
 class DatasetError(ValueError):
     """A dataset problem the user can fix; the message names the path and the fix."""
+
+    def __init__(self, message: str):
+        # Raised in a DataLoader worker, it comes back to the main process as DatasetError("Caught
+        # DatasetError in DataLoader worker process N.\nOriginal Traceback ...: <message>"): keep
+        # <message>, so the user sees the same clear error with or without workers.
+        if message.startswith(f"Caught {DatasetError.__name__} "):
+            message = message.rstrip().rsplit(f"{DatasetError.__name__}: ", 1)[-1]
+        super().__init__(message)
 
 
 def is_image_file(path: str | Path) -> bool:
@@ -24,13 +38,69 @@ def list_images(folder: str | Path, max_dataset_size: float = float("inf")) -> l
     if not folder.is_dir():
         raise DatasetError(f"image folder not found: {folder} -- check --dataroot "
                            "(it needs subfolders like trainA/trainB or testA)")
-    paths = sorted(Path(root) / name
-                   for root, _, names in os.walk(folder, followlinks=True)
-                   for name in names if is_image_file(name))
+    paths, skipped, visited = [], [], set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in visited:  # a symlink loop, or a second link to a folder already listed
+            dirs.clear()
+            continue
+        visited.add(real)
+        for name in names:
+            (paths if is_image_file(name) else skipped).append(Path(root) / name)
+    if skipped:
+        log.warning("skipped %d file(s) without an image extension in %s, e.g. %s (images need one of %s)",
+                    len(skipped), folder, skipped[0], ", ".join(IMG_EXTENSIONS))
     if not paths:
         raise DatasetError(f"no images in {folder} (looked for {', '.join(IMG_EXTENSIONS)}) -- "
                            "put the domain's images there or fix --dataroot")
-    return paths[: int(min(max_dataset_size, len(paths)))]
+    return sorted(paths)[: int(min(max_dataset_size, len(paths)))]
+
+
+def _problem(path: Path, min_size: int) -> str | None:
+    """Why `path` cannot be trained on, from its header (PNG: all chunks), or None if it looks fine."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # compared below instead
+            with Image.open(path) as img:
+                (width, height), fmt = img.size, img.format
+                img.verify()
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit and width * height > limit:
+            return (f"{width}x{height} is over PIL's decompression-bomb limit of {limit} pixels: "
+                    "downscale the file (training resizes to --load_size anyway)")
+        if fmt == "JPEG":
+            with open(path, "rb") as handle:
+                handle.seek(-len(_JPEG_END), os.SEEK_END)
+                complete = handle.read() == _JPEG_END
+            if not complete:  # truncated, or legal data after the end marker: decode to know which
+                with Image.open(path) as img:
+                    img.load()
+    except Image.DecompressionBombError as err:
+        return f"{err} -- downscale the file"
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
+        if path.is_symlink() and not path.exists():
+            return f"broken symbolic link to {os.readlink(path)}"
+        if path.is_file() and path.stat().st_size == 0:
+            return "empty file"
+        if isinstance(err, UnidentifiedImageError):
+            return "not an image (PIL cannot identify the format)"
+        return f"cannot decode: {err}"
+    if min(width, height) < min_size:
+        return (f"{width}x{height} is smaller than --crop_size {min_size} with --preprocess crop: "
+                "use --preprocess resize_and_crop or a smaller --crop_size")
+    return None
+
+
+def check_images(paths: list[Path], *, min_size: int = 0) -> None:
+    """Open every file's header before training starts and raise ONE DatasetError naming every
+    file that cannot be used (unreadable, truncated, too large, or smaller than `min_size`),
+    rather than failing in a data-loader worker hours later. Threads hide file-system latency."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        problems = [f"  {path}: {problem}"
+                    for path, problem in zip(paths, pool.map(lambda p: _problem(p, min_size), paths)) if problem]
+    if problems:
+        raise DatasetError(f"{len(problems)} of {len(paths)} image files cannot be used:\n" + "\n".join(problems)
+                           + "\nremove or replace these files (or change the options named), then run again")
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
@@ -57,5 +127,5 @@ def load_image(path: str | Path, channels: int) -> Image.Image:
                 background = Image.new("RGBA", img.size, (255, 255, 255, 255))
                 img = Image.alpha_composite(background, img.convert("RGBA"))
             return img.convert("RGB" if channels == 3 else "L")
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise DatasetError(f"cannot read image {path}: {err} -- remove or replace the file") from err

@@ -53,6 +53,11 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(arr.transpose(2, 0, 1).copy()).mul_(2.0 / 255.0).sub_(1.0)
 
 
+def min_source_size(opt: argparse.Namespace) -> int:
+    """The smallest side an image file may have: only --preprocess crop does not resize first."""
+    return opt.crop_size if opt.preprocess == "crop" else 0
+
+
 def preprocess(img: Image.Image, opt: argparse.Namespace, *, rng: np.random.Generator | None,
                path: str | Path = "<image>") -> torch.Tensor:
     """Apply --preprocess and --no_flip to one image; rng=None means deterministic (testing)."""

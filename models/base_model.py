@@ -105,11 +105,12 @@ class BaseModel:
 
     def save_networks(self, run_dir: Path, tag: str | int) -> None:
         """{tag}_net_{name}.pth for each network: plain state dicts, refused if non-finite."""
-        for name, net in self.nets.items():
-            state = cpu_state_dict(net)
+        states = {name: cpu_state_dict(net) for name, net in self.nets.items()}
+        for name, state in states.items():  # all checked before any is written: no mixed set of files
             bad = non_finite_tensors(state)
             if bad:
                 raise CheckpointError(f"refusing to save net {name}: non-finite values in {', '.join(bad[:5])}")
+        for name, state in states.items():
             atomic_save(state, Path(run_dir) / f"{tag}_net_{name}.pth")
 
     def load_networks(self, run_dir: Path, tag: str | int, names: list[str]) -> None:

@@ -8,8 +8,12 @@ a resumable state whose parts come from different iterations.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
-import tempfile
+import pickle
+import re
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -32,29 +36,44 @@ def _fsync_dir(folder: Path) -> None:
 def atomic_save(obj: Any, path: str | Path) -> None:
     """torch.save to a temp file in the same folder, fsync, rename over `path`, fsync the folder.
 
-    A crash at any point leaves either the old file or the new one, never a torn file.
+    A crash at any point leaves either the old file or the new one, never a torn file (a kill
+    may leave a temp file behind: remove_stale_temp_files clears those at the next start).
     """
     path = Path(path)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)  # in memory first: a full disk then fails with ENOSPC, not a zip-writer error
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        raise CheckpointError(f"cannot write checkpoint {path}: {err} -- check that the folder is "
-                              "writable (--checkpoints_dir)") from err
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
+        with open(tmp, "xb") as handle:  # permissions from the umask, like the run's other files
+            handle.write(buffer.getbuffer())
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise CheckpointError(f"cannot write checkpoint {path}: {err} -- the previous checkpoint is "
-                              "intact; free disk space or fix permissions, then resume") from err
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        raise CheckpointError(f"cannot write checkpoint {path}: {err} -- the previous checkpoint is unchanged; "
+                              "free disk space or make the folder writable (--checkpoints_dir), then resume "
+                              "with --continue_train") from err
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # gone already after a successful rename
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a small text file (e.g. train_opt.json, read by test.py) so a kill never leaves it torn."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the temp files of writes (checkpoints, train_opt.json) that a kill interrupted; returns them."""
+    stale = sorted(Path(folder).glob(".*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def safe_load(path: str | Path, device: torch.device | str = "cpu") -> Any:
@@ -64,8 +83,17 @@ def safe_load(path: str | Path, device: torch.device | str = "cpu") -> Any:
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         return torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # unpickling errors come in many types
-        raise CheckpointError(f"cannot load checkpoint {path}: {err}") from err
+    except Exception as err:  # a torn or foreign file: zip, pickle and storage errors come in many types
+        found = re.search(r"\bGLOBAL ([\w.]+)", str(err))
+        if isinstance(err, pickle.UnpicklingError) and found:  # weights_only=True refused a Python object
+            raise CheckpointError(f"refusing to load {path}: it holds a pickled Python object ({found.group(1)}), "
+                                  "and unpickling it could run code; checkpoints of this project hold only "
+                                  "tensors and plain values -- use one written by train.py, or re-save a file "
+                                  "you trust as a plain state dict") from err
+        # torch's unpickling text suggests turning weights_only off: the wrong fix for a damaged file.
+        detail = "unreadable pickle data" if isinstance(err, pickle.UnpicklingError) else str(err).splitlines()[0]
+        raise CheckpointError(f"cannot load checkpoint {path}: {detail} -- the file is damaged or not a "
+                              "checkpoint; use another one (e.g. --epoch N)") from err
 
 
 def cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
