@@ -19,18 +19,11 @@ from tqdm import tqdm
 from data import create_dataset
 from data.image_folder import DatasetError
 from models import create_model
-from options.test_options import INHERITED_FROM_TRAINING, TestOptions, training_options
+from options.test_options import TestOptions, differing_options_hint
 from util.checkpoint import CheckpointError
 from util.html import HTML
 from util.image import save_png, to_uint8
 from util.runtime import select_device
-
-
-def differing_options(opt: argparse.Namespace) -> list[str]:
-    """Architecture options given here that differ from the training run's."""
-    trained = training_options(opt.checkpoints_dir, opt.name)
-    return [f"--{k} {getattr(opt, k)} (trained with {trained[k]})" for k in INHERITED_FROM_TRAINING
-            if k in trained and k != "crop_size" and str(getattr(opt, k, None)) != str(trained[k])]
 
 
 def translate(opt: argparse.Namespace) -> Path:
@@ -42,9 +35,7 @@ def translate(opt: argparse.Namespace) -> Path:
     try:
         model.load_networks(run_dir, opt.epoch, ["G"])
     except CheckpointError as err:
-        differing = differing_options(opt)
-        hint = f"; options that differ from training: {', '.join(differing)}" if differing else ""
-        raise CheckpointError(f"{err}{hint}") from err
+        raise CheckpointError(f"{err}{differing_options_hint(opt)}") from err
     model.eval()
 
     count = int(min(opt.num_test, len(dataset)))

@@ -20,6 +20,14 @@ def training_options(checkpoints_dir: str, name: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def differing_options_hint(opt: argparse.Namespace) -> str:
+    """"; options that differ from training: --ngf 16 (trained with 64)", or "" (for load errors)."""
+    trained = training_options(opt.checkpoints_dir, opt.name)
+    differing = [f"--{k} {getattr(opt, k)} (trained with {trained[k]})" for k in INHERITED_FROM_TRAINING
+                 if k in trained and k != "crop_size" and str(getattr(opt, k, None)) != str(trained[k])]
+    return f"; options that differ from training: {', '.join(differing)}" if differing else ""
+
+
 class TestOptions(BaseOptions):
     """Translate DATAROOT/testA with a trained generator; write images and an HTML page."""
 
