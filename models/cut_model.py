@@ -56,10 +56,11 @@ class CUTModel(BaseModel):
             g.add_argument("--coop_epochs", type=float, default=5.0,
                            help="length of the cooperative stage in epochs (fractions allowed); 0 = plain CUT")
             g.add_argument("--coop_langevin_steps", type=int, default=15, help="Langevin steps K per revision")
-            g.add_argument("--coop_step_size", type=float, default=0.002, help="Langevin step size delta")
-            g.add_argument("--coop_ref_sigma", type=float, default=0.016,
+            g.add_argument("--coop_step_size", type=float, default=0.3,
+                           help="Langevin step size delta (calibrated, docs/calibration.md)")
+            g.add_argument("--coop_ref_sigma", type=float, default=10.0,
                            help="std s_ref of the Gaussian reference distribution of the EBM")
-            g.add_argument("--coop_noise", type=str2bool, nargs="?", const=True, default=True,
+            g.add_argument("--coop_noise", type=str2bool, nargs="?", const=True, default=False,
                            help="add the Langevin noise term delta * eps (off = gradient descent on the energy)")
             g.add_argument("--lambda_teach", type=float, default=1.0,
                            help="weight of the MCMC-teaching loss mean((revised - G(x))^2)")
@@ -80,6 +81,9 @@ class CUTModel(BaseModel):
 
     def __init__(self, opt: argparse.Namespace, device: torch.device):
         super().__init__(opt, device)
+        if opt.isTrain and opt.lambda_NCE > 0 and opt.input_nc != opt.output_nc:
+            raise ValueError(f"PatchNCE runs G's encoder on G's output, so --input_nc {opt.input_nc} must equal "
+                             f"--output_nc {opt.output_nc}: set both to the same value")
         self.nce_layers = [int(i) for i in opt.nce_layers.split(",")]
         self.netG = build_generator(net=opt.netG, input_nc=opt.input_nc, output_nc=opt.output_nc, ngf=opt.ngf,
                                     norm=opt.normG, dropout=not opt.no_dropout, antialias=not opt.no_antialias,
