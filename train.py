@@ -187,14 +187,15 @@ class Trainer:
         fetch_start = time.perf_counter()
         for batch in self.batches():
             data_time += time.perf_counter() - fetch_start
+            stage = self.model.schedule.stage(self.iteration)
+            if self.iteration and stage != self.model.schedule.stage(self.iteration - 1):
+                self.announce_switch(stage)  # before the step: an optimizer reset must precede it
             self.model.set_input(batch)
             try:
-                stage = self.model.optimize(self.iteration)
+                self.model.optimize(self.iteration)
             except NonFiniteError as err:
                 raise NonFiniteError(f"{err.quantity} at iteration {self.iteration + 1} (epoch {self.epoch}); "
                                      "no checkpoint was written for it") from err
-            if self.iteration and stage != self.model.schedule.stage(self.iteration - 1):
-                self.announce_switch(stage)
             self.iteration += 1
             self.epoch_iter += 1
             window_iters += 1

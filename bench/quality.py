@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -45,8 +46,11 @@ def run(args: argparse.Namespace, *, dataset: str, arm: str, seed: int) -> dict:
     if done.exists() and not args.rerun:
         return json.loads(done.read_text())
     start = time.perf_counter()
+    # One BLAS/OpenMP thread per run unless told otherwise: two spinning thread pools on two cores
+    # (e.g. two benchmarks side by side) are many times slower than one thread each.
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     subprocess.run(train_argv(args, dataset=dataset, arm=arm, seed=seed), check=True,
-                   stdout=subprocess.DEVNULL)
+                   stdout=subprocess.DEVNULL, env=env)
     wall = time.perf_counter() - start
     evals = [json.loads(line) for line in (run_dir / "eval_log.jsonl").read_text().splitlines()]
     result = {"dataset": dataset, "arm": arm, "seed": seed, "wall_s": wall, "evals": evals,
@@ -109,6 +113,7 @@ def main() -> None:
     parser.add_argument("--eval_images", type=int, default=200, help="test images per domain for FID/KID")
     parser.add_argument("--load_size", type=int, default=72)
     parser.add_argument("--crop_size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per training run")
     parser.add_argument("--runs_dir", type=Path, default=REPO / "bench" / "runs" / "quality")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--rerun", action="store_true", help="ignore finished runs in --runs_dir")
