@@ -38,7 +38,7 @@ class LangevinStats:
 
 def patch_score(discriminator: nn.Module, images: Tensor) -> Tensor:
     """f(y) = sum over patches of D(y): raw scores (N, 1, h, w), (N, 1) or (N,) -> (N,)."""
-    scores = discriminator(images)
+    scores = discriminator(images).float()  # sums of many patches: float32 even under autocast
     return scores.flatten(1).sum(1) if scores.dim() > 1 else scores
 
 
@@ -124,4 +124,4 @@ def mle_loss(scores_data: Tensor, scores_revised: Tensor, *, energy_reg: float =
 
 def teach_loss(revised: Tensor, proposal: Tensor) -> Tensor:
     """MCMC teaching loss for G: mean((y_tilde - G(x))^2), with y_tilde a constant target."""
-    return F.mse_loss(proposal, revised.detach())
+    return F.mse_loss(proposal.float(), revised.detach().float())

@@ -143,7 +143,8 @@ class CUTModel(BaseModel):
 
     @torch.inference_mode()
     def translate(self, images: torch.Tensor) -> torch.Tensor:
-        return self.netG(images.to(self.device))
+        with self.autocast():
+            return self.netG(images.to(self.device)).float()
 
     def nce_loss(self, source: torch.Tensor, output: torch.Tensor,
                  source_feats: list[torch.Tensor] | None) -> torch.Tensor:
@@ -166,12 +167,14 @@ class CUTModel(BaseModel):
         """forward, (revise), D step, G/F step -- the order of CUT's optimize_parameters."""
         stage, weight = self.schedule.stage(iteration), self.schedule.adversarial_weight(iteration)
         self.losses = {}
-        self.forward()
-        self.revised_B = self.revise() if stage != ADVERSARIAL else None
+        with self.autocast():
+            self.forward()
+            self.revised_B = self.revise() if stage != ADVERSARIAL else None
 
         set_requires_grad(self.netD, True)
         self.optimizers["D"].zero_grad(set_to_none=True)
-        loss_D = self.discriminator_loss(weight)
+        with self.autocast():
+            loss_D = self.discriminator_loss(weight)
         check_finite(loss_D, "discriminator loss")
         loss_D.backward()
         self.optimizers["D"].step()
@@ -180,7 +183,8 @@ class CUTModel(BaseModel):
         for name in ("G", "F"):
             if name in self.optimizers:
                 self.optimizers[name].zero_grad(set_to_none=True)
-        loss_G = self.generator_loss(weight)
+        with self.autocast():
+            loss_G = self.generator_loss(weight)
         check_finite(loss_G, "generator loss")
         loss_G.backward()
         for name in ("G", "F"):

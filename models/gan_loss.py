@@ -13,6 +13,7 @@ def gan_loss(scores: torch.Tensor, *, target_is_real: bool, mode: str) -> torch.
     lsgan: (D - t)^2;  vanilla: BCE-with-logits;  nonsaturating: softplus(-D) for real,
     softplus(D) for fake;  wgangp: -D for real, D for fake (the gradient penalty is not used by CUT).
     """
+    scores = scores.float()  # bfloat16 under --amp: the loss itself in float32
     if mode == "lsgan":
         return F.mse_loss(scores, torch.full_like(scores, 1.0 if target_is_real else 0.0))
     if mode == "vanilla":

@@ -63,7 +63,7 @@ def patch_nce_loss(query: torch.Tensor, key: torch.Tensor, *, temperature: float
     for every row (N * P,). With `negatives_from_minibatch` the negatives come from every image
     in the batch (CUT's --nce_includes_all_negatives_from_minibatch).
     """
-    key = key.detach()
+    query, key = query.float(), key.detach().float()  # bfloat16 under --amp
     rows, dim = query.shape
     positive = (query * key).sum(dim=1, keepdim=True)
     groups = 1 if negatives_from_minibatch else batch_size
