@@ -46,8 +46,8 @@ def run(args: argparse.Namespace, *, dataset: str, arm: str, seed: int) -> dict:
     if done.exists() and not args.rerun:
         return json.loads(done.read_text())
     start = time.perf_counter()
-    # One BLAS/OpenMP thread per run unless told otherwise: two spinning thread pools on two cores
-    # (e.g. two benchmarks side by side) are many times slower than one thread each.
+    # Thread count made explicit: two spinning OpenMP pools on two cores (e.g. two benchmarks side
+    # by side, --threads 2 each) are many times slower than one thread each.
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     subprocess.run(train_argv(args, dataset=dataset, arm=arm, seed=seed), check=True,
                    stdout=subprocess.DEVNULL, env=env)
