@@ -232,7 +232,9 @@ class Trainer:
                 batch = next(batches)
             except StopIteration:
                 return
-            except RuntimeError:  # "DataLoader worker (pid ...) exited unexpectedly"
+            except (RuntimeError, ConnectionError):  # "worker exited unexpectedly", or its pipe reset
+                if self.stop_signal is None:
+                    time.sleep(0.5)  # a group-wide signal may end a worker first: let our handler run
                 if self.stop_signal is None:
                     raise
                 raise Stop from None

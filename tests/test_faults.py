@@ -78,6 +78,7 @@ def assert_latest_is_iteration(folder: Path, iteration: int) -> None:
 
 def test_sigint_and_sigterm_save_latest_then_the_printed_command_resumes(tiny_train_args):
     """Ctrl-C reaches the whole process group (workers included), `kill` only the main process."""
+    EPOCHS = 30  # noqa: N806
     cases = {  # name: (signal, sent to the process group, data-loader workers)
         "int_group_workers": (signal.SIGINT, True, 1),
         "term_group_workers": (signal.SIGTERM, True, 1),
@@ -85,7 +86,8 @@ def test_sigint_and_sigterm_save_latest_then_the_printed_command_resumes(tiny_tr
     }
     runs = {}
     for name, (_, _, workers) in cases.items():  # started together: interpreter start-up dominates
-        argv = tiny_train_args(name, n_epochs=3, num_threads=workers)
+        # Long enough (120 iterations) that the signal always lands mid-run, not after the last save.
+        argv = tiny_train_args(name, n_epochs=EPOCHS, num_threads=workers)
         proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *argv], cwd=ROOT, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
         runs[name] = (argv, proc)
@@ -110,8 +112,8 @@ def test_sigint_and_sigterm_save_latest_then_the_printed_command_resumes(tiny_tr
         assert logged_iterations(run_dir(argv)) == list(range(1, stopped_at + 1))
 
         assert train.main(command[2:]) == 0
-        assert_latest_is_iteration(run_dir(argv), 12)  # 3 epochs of 4 images
-        assert logged_iterations(run_dir(argv)) == list(range(1, 13))
+        assert_latest_is_iteration(run_dir(argv), 4 * EPOCHS)  # 4 images per epoch
+        assert logged_iterations(run_dir(argv)) == list(range(1, 4 * EPOCHS + 1))
 
 
 def test_sigterm_to_the_group_while_waiting_for_a_batch_still_saves(tiny_train_args, monkeypatch):
