@@ -58,6 +58,16 @@ _RUN_VISDOM = ("import sys, tornado.autoreload; sys.modules['torch'] = None; "
                "download_scripts_and_run()")
 
 
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate, and kill if it has not exited within 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class VisdomServer:
     """``python -m visdom.server`` on 127.0.0.1, with its state kept under ``workdir``."""
 
@@ -81,12 +91,7 @@ class VisdomServer:
 
     def stop(self) -> None:
         if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+            stop_process(self._proc)
             self._proc = None
 
     def _answers(self) -> bool:
@@ -184,12 +189,7 @@ class Chromium:
 
     def close(self) -> None:
         self._ws.close()
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        stop_process(self._proc)
 
     def __enter__(self) -> Chromium:
         return self

@@ -8,12 +8,13 @@ cooperative stage shaded and the switch to the adversarial stage marked on every
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 from pathlib import Path
 
 from matplotlib.figure import Figure
+
+from util.run_log import read_jsonl
 
 STAGE_TITLES = {
     "coop": "stage 1: cooperative (EBM)",
@@ -41,18 +42,10 @@ def add_record(records: list[dict], record: dict) -> None:
 def read_loss_log(path: str | Path) -> list[dict]:
     """Records of a jsonl run log in iteration order; [] when it does not exist.
 
-    Unparsable lines are skipped: the writer may be mid-line while training runs.
+    Unparsable lines are skipped (read_jsonl): the writer may be mid-line while training runs.
     """
     records: list[dict] = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return records
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for record in read_jsonl(path):
         if isinstance(record, dict) and {"iter", "stage", "losses"} <= record.keys():
             add_record(records, record)
     return records
