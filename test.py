@@ -23,7 +23,7 @@ from options.test_options import TestOptions, differing_options_hint
 from util.checkpoint import CheckpointError
 from util.html import HTML
 from util.image import save_png, to_uint8
-from util.runtime import select_device
+from util.runtime import keep_freed_memory, select_device
 
 
 def translate(opt: argparse.Namespace) -> Path:
@@ -36,7 +36,7 @@ def translate(opt: argparse.Namespace) -> Path:
         model.load_networks(run_dir, opt.epoch, ["G"])
     except CheckpointError as err:
         raise CheckpointError(f"{err}{differing_options_hint(opt)}") from err
-    model.eval()
+    model.prepare_inference()
 
     count = int(min(opt.num_test, len(dataset)))
     subset = torch.utils.data.Subset(dataset, range(count))
@@ -70,6 +70,7 @@ def translate(opt: argparse.Namespace) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()
     options = TestOptions()
     opt = options.parse(argv)
     try:

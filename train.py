@@ -32,7 +32,7 @@ from util import distributed
 from util.checkpoint import (CheckpointError, atomic_save, atomic_write_text, remove_stale_temp_files,
                               safe_load)
 from util.run_log import RunLog
-from util.runtime import ignore_interrupts_in_worker
+from util.runtime import ignore_interrupts_in_worker, keep_freed_memory
 from util.visualizer import Visualizer
 
 STATE_FILE = "{tag}_state.pth"
@@ -248,6 +248,7 @@ class Trainer:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()
     options = TrainOptions()
     opt = options.parse(argv)
     if distributed.is_main_process():

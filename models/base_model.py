@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from models.coop import NonFiniteError
+from models.networks.winograd import use_winograd
 from util.checkpoint import CheckpointError, atomic_save, cpu_state_dict, non_finite_tensors, safe_load
 
 
@@ -97,6 +98,21 @@ class BaseModel:
     def eval(self) -> None:
         for net in self.nets.values():
             net.eval()
+
+    def prepare_inference(self) -> None:
+        """Eval mode, then the fastest way to run the same maths (training is over for this model):
+
+        - with --amp, weights are cast to bfloat16 once, instead of weights and activations being
+          re-cast under autocast at every call (~10 % faster on CPU; 8-bit outputs within one level
+          of float32's, README "Speed");
+        - in float32 on CPU, wide 3x3 convolutions become Winograd convolutions (~1.6x faster residual
+          blocks; float32 rounding differences only, ~3e-5 on the [-1, 1] output)."""
+        self.eval()
+        for net in self.nets.values():
+            if self.opt.amp:
+                net.to(torch.bfloat16)
+            elif self.device.type == "cpu":
+                use_winograd(net)
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict:

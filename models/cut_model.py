@@ -143,8 +143,10 @@ class CUTModel(BaseModel):
 
     @torch.inference_mode()
     def translate(self, images: torch.Tensor) -> torch.Tensor:
+        """G(images) in float32; the input takes G's dtype (bfloat16 after prepare_inference with --amp)."""
+        dtype = next(self.netG.parameters()).dtype
         with self.autocast():
-            return self.netG(images.to(self.device)).float()
+            return self.netG(images.to(self.device, dtype)).float()
 
     def nce_loss(self, source: torch.Tensor, output: torch.Tensor,
                  source_feats: list[torch.Tensor] | None) -> torch.Tensor:
