@@ -101,18 +101,22 @@ def worker_test(args: argparse.Namespace) -> dict:
                                    str(args.crop), "--num_test", str(args.test_images), "--gpu_ids", args.gpu_ids,
                                    "--num_threads", str(args.workers)] + args.extra)
         test_script.translate(opt)  # warm-up: first-call allocations and kernel choices
-        start = time.perf_counter()
-        test_script.translate(opt)
-        elapsed = time.perf_counter() - start
+        rates = []
+        for _ in range(args.test_repeats):
+            start = time.perf_counter()
+            test_script.translate(opt)
+            rates.append(args.test_images / (time.perf_counter() - start))
         device = torch.device("cuda" if opt.gpu_ids not in ("-1",) and torch.cuda.is_available() else "cpu")
-        return {"kind": "test", "crop": args.crop, "images": args.test_images,
-                "images_per_sec": args.test_images / elapsed, "peak_mib": peak_memory_mib(device)}
+        return {"kind": "test", "crop": args.crop, "images": args.test_images, "repeats": len(rates),
+                "images_per_sec": statistics.median(rates), "best_images_per_sec": max(rates),
+                "peak_mib": peak_memory_mib(device)}
 
 
 def run_child(args: argparse.Namespace, **overrides: object) -> dict:
     argv = [sys.executable, __file__, "--child", "--dataroot", args.dataroot, "--threads", str(args.threads),
             "--workers", str(args.workers), "--warmup", str(args.warmup), "--iters", str(args.iters),
-            "--gpu_ids", args.gpu_ids, "--test_images", str(args.test_images)]
+            "--gpu_ids", args.gpu_ids, "--test_images", str(args.test_images), "--test_repeats",
+            str(args.test_repeats)]
     for key, value in overrides.items():
         argv += [f"--{key}", str(value)]
     argv += ["--", *args.extra] if args.extra else []
@@ -139,18 +143,22 @@ def table(results: list[dict], env: dict) -> str:
                          f"{r['data_sec']:.4f} | {r['peak_mib']:.0f} |")
     for r in results:
         if r["kind"] == "test":
-            lines.append(f"\ntest.py at {r['crop']} px: {r['images_per_sec']:.2f} images/s over {r['images']} images "
-                         f"(peak memory {r['peak_mib']:.0f} MiB)")
+            lines.append(f"\ntest.py at {r['crop']} px: {r['images_per_sec']:.2f} images/s (median of {r['repeats']} "
+                         f"passes over {r['images']} images; best {r['best_images_per_sec']:.2f}), "
+                         f"peak memory {r['peak_mib']:.0f} MiB")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
-    parser.add_argument("--crops", nargs="+", type=int, default=[64, 128, 256])
+    parser.add_argument("--crops", nargs="*", type=int, default=[64, 128, 256],
+                        help="training crop sizes (give none to time only test.py)")
     parser.add_argument("--batch_sizes", nargs="+", type=int, default=[1, 4])
     parser.add_argument("--test_crop", type=int, default=256, help="test.py speed at this size (0 = skip)")
     parser.add_argument("--test_images", type=int, default=16, help="images translated for the test speed")
+    parser.add_argument("--test_repeats", type=int, default=3,
+                        help="timed test.py passes over the images (median reported, best too)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
     parser.add_argument("--iters", type=int, default=10, help="timed iterations (median reported)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
@@ -169,6 +177,8 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.child:
+        from util.runtime import keep_freed_memory
+        keep_freed_memory()  # as train.py and test.py do
         result = worker_train(args) if args.kind == "train" else worker_test(args)
         print(json.dumps(result))
         return
@@ -177,7 +187,7 @@ def main() -> None:
                         "--size", "256", "--n_train", "40", "--n_test", "16"], check=True)
     if args.quick:
         args.modes, args.crops, args.batch_sizes, args.iters, args.warmup = ["cut"], [64], [1], 3, 1
-        args.test_crop, args.test_images = 64, 4
+        args.test_crop, args.test_images, args.test_repeats = 64, 4, 1
     results = []
     for crop in args.crops:
         for batch_size in args.batch_sizes:
@@ -188,7 +198,8 @@ def main() -> None:
                 results.append(result)
     if args.test_crop:
         result = run_child(args, crop=args.test_crop, kind="test")
-        print(f"test.py crop {args.test_crop}: {result['images_per_sec']:.2f} images/s", flush=True)
+        print(f"test.py crop {args.test_crop}: {result['images_per_sec']:.2f} images/s "
+              f"(best {result['best_images_per_sec']:.2f})", flush=True)
         results.append(result)
     env = environment(args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
