@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from torch import Tensor
 
 from util.html import HTML
-from util.image import to_uint8
+from util.image import save_png, to_uint8
 from util.loss_plot import add_record, plot_loss_log, read_loss_log, stage_title
 from util.run_log import EVAL_LOG, read_jsonl
 
@@ -206,7 +205,7 @@ class Visualizer:
         images = []
         for label, tensor in visuals.items():
             file = f"epoch{epoch:03d}_iter{total_iters:08d}_{label}.png"
-            Image.fromarray(tensor_to_image(tensor)).save(img_dir / file)
+            save_png(tensor_to_image(tensor), img_dir / file)
             images.append({"label": label, "file": f"images/{file}"})
         rows = self._read_rows()
         rows = [r for r in rows if r["iter"] < total_iters]  # a resumed run replaces later rows
