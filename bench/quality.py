@@ -1,12 +1,13 @@
-"""Does CoopInit help? Plain CUT vs CoopInit-CUT at the same budget, same data, same seeds.
+"""Does CoopInit help? Plain CUT vs CoopInit-CUT at the same budget, same data, same seeds; a third
+arm also resets every Adam moment at the switch (--coop_reset_optimizers all).
 
     python bench/quality.py                         # cat2dog (real photos) and the toy set, 3 seeds per arm
     python bench/quality.py --datasets toy --seeds 0 --quick
 
 Each run is a real `train.py` run (subprocess) with in-training evaluation (--eval_freq): FID/KID
 of the translated test split against testB, every `--eval_every` epochs. Both arms use the
-same seeds, so each seed sees the identical image order and augmentations in both arms (data
-randomness is keyed by (seed, epoch, index)); the only difference is `--coop_epochs`. The test
+same seeds, so each seed sees the identical image order and augmentations in every arm (data
+randomness is keyed by (seed, epoch, index)); the arms differ only in their CoopInit flags. The test
 split is used for reporting only; nothing is tuned on it. Prints a markdown table (FID/KID at
 the end and best during training, mean ± std over seeds, wall time) and writes it, the raw
 numbers (JSON) and a plot of FID over training to bench/results/.
@@ -24,14 +25,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DATASETS = {"cat2dog": REPO.parent / "shared" / "datasets" / "cat2dog", "toy": REPO / "bench" / "runs" / "toy64"}
-ARMS = {"CUT": 0.0, "CoopInit-CUT": None}  # None: --coop_epochs from the command line
+# train.py flags per arm; the CoopInit arms take --coop_epochs from the command line.
+ARMS = {"CUT": ["--coop_epochs", "0"], "CoopInit-CUT": [],
+        "CoopInit-CUT-reset": ["--coop_reset_optimizers", "all"]}
+COLORS = {"CUT": "tab:blue", "CoopInit-CUT": "tab:orange", "CoopInit-CUT-reset": "tab:green"}
 
 
 def train_argv(args: argparse.Namespace, *, dataset: str, arm: str, seed: int) -> list[str]:
-    coop_epochs = ARMS[arm] if ARMS[arm] is not None else args.coop_epochs
     return [sys.executable, str(REPO / "train.py"), "--dataroot", str(DATASETS[dataset]),
             "--name", f"{dataset}_{arm}_seed{seed}", "--checkpoints_dir", str(args.runs_dir),
-            "--seed", str(seed), "--coop_epochs", str(coop_epochs), "--gpu_ids", "-1", "--display_id", "0",
+            "--seed", str(seed), "--coop_epochs", str(args.coop_epochs), *ARMS[arm], "--gpu_ids", "-1",
+            "--display_id", "0",
             "--load_size", str(args.load_size), "--crop_size", str(args.crop_size),
             "--max_dataset_size", str(args.images), "--n_epochs", str(args.n_epochs),
             "--n_epochs_decay", str(args.n_epochs_decay), "--eval_freq", str(args.eval_every),
@@ -87,10 +91,9 @@ def plot(results: list[dict], path: Path) -> None:
 
     datasets = list(dict.fromkeys(r["dataset"] for r in results))
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4), squeeze=False)
-    colors = {"CUT": "tab:blue", "CoopInit-CUT": "tab:orange"}
     for ax, dataset in zip(axes[0], datasets):
         for r in (r for r in results if r["dataset"] == dataset):
-            ax.plot([e["iter"] for e in r["evals"]], [e["fid"] for e in r["evals"]], color=colors[r["arm"]],
+            ax.plot([e["iter"] for e in r["evals"]], [e["fid"] for e in r["evals"]], color=COLORS[r["arm"]],
                     alpha=0.8, marker="o", markersize=3, label=f"{r['arm']} (seed {r['seed']})")
         ax.set_title(f"{dataset}: FID on the test split during training")
         ax.set_xlabel("iteration")
@@ -105,6 +108,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=["cat2dog", "toy"], choices=list(DATASETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS),
+                        help="CUT; CoopInit-CUT; CoopInit-CUT-reset: all Adam moments reset at the switch")
     parser.add_argument("--coop_epochs", type=float, default=1.0, help="stage-1 length of the CoopInit arm")
     parser.add_argument("--images", type=int, default=400, help="training images per domain (--max_dataset_size)")
     parser.add_argument("--n_epochs", type=int, default=4)
@@ -130,7 +135,7 @@ def main() -> None:
     results = []
     for dataset in args.datasets:
         for seed in args.seeds:
-            for arm in ARMS:
+            for arm in args.arms:
                 result = run(args, dataset=dataset, arm=arm, seed=seed)
                 print(f"{dataset} {arm} seed {seed}: final FID {result['final']['fid']:.1f}, best "
                       f"{result['best']['fid']:.1f} (epoch {result['best']['epoch']}), {result['wall_s'] / 60:.1f} min",

@@ -69,8 +69,11 @@ class CUTModel(BaseModel):
             g.add_argument("--coop_blend_iters", type=int, default=0,
                            help="iterations over which the losses ramp from cooperative to adversarial "
                                 "(0 = hard switch)")
-            g.add_argument("--coop_reset_optimizers", action="store_true",
-                           help="reset D's Adam moments at the switch to adversarial training")
+            g.add_argument("--coop_reset_optimizers", nargs="?", const="D", default="none",
+                           choices=("none", "D", "all"),
+                           help="at the switch to adversarial training, reset the Adam moments of D (the flag "
+                                "alone) or of G, F and D (all): moments built up by teaching and maximum "
+                                "likelihood point the wrong way for the GAN losses")
         known, _ = parser.parse_known_args()
         if known.CUT_mode.lower() == "cut":
             parser.set_defaults(nce_idt=True, lambda_NCE=1.0)
@@ -254,5 +257,6 @@ class CUTModel(BaseModel):
 
     def on_stage_switch(self) -> None:
         """Called once when adversarial training starts (a fresh or resumed run)."""
-        if self.opt.coop_reset_optimizers:
-            self.optimizers["D"].state.clear()
+        reset = {"none": [], "D": ["D"], "all": list(self.optimizers)}[self.opt.coop_reset_optimizers]
+        for name in reset:
+            self.optimizers[name].state.clear()

@@ -148,6 +148,21 @@ def test_fractional_coop_epochs_switch_once_at_the_rounded_iteration(tiny_train_
     assert text.count(SWITCH) == 1 and f"iteration 4 (epoch 1) {SWITCH}" in text
 
 
+@pytest.mark.parametrize("reset, cleared", [(None, set()), (True, {"D"}), ("all", {"G", "F", "D"})])
+def test_reset_optimizers_at_the_switch_clears_the_chosen_adam_moments(tiny_train_args, monkeypatch, reset, cleared):
+    seen = []
+    original = CUTModel.on_stage_switch
+
+    def spy(model):
+        assert all(opt.state for opt in model.optimizers.values())  # stage 1 built moments for all three
+        original(model)
+        seen.append({name for name, opt in model.optimizers.items() if not opt.state})
+    monkeypatch.setattr(CUTModel, "on_stage_switch", spy)
+    argv = tiny_train_args("reset", coop_epochs=0.5, coop_reset_optimizers=reset)
+    assert train.main(argv) == 0
+    assert seen == [cleared]
+
+
 def test_coop_epochs_0_is_plain_cut(tiny_train_args, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("cooperative code called with --coop_epochs 0")
