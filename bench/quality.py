@@ -5,7 +5,7 @@ arm also resets every Adam moment at the switch (--coop_reset_optimizers all).
     python bench/quality.py --datasets toy --seeds 0 --quick
 
 Each run is a real `train.py` run (subprocess) with in-training evaluation (--eval_freq): FID/KID
-of the translated test split against testB, every `--eval_every` epochs. Both arms use the
+of the translated test split against testB, every `--eval_every` epochs. All arms use the
 same seeds, so each seed sees the identical image order and augmentations in every arm (data
 randomness is keyed by (seed, epoch, index)); the arms differ only in their CoopInit flags. The test
 split is used for reporting only; nothing is tuned on it. Prints a markdown table (FID/KID at
