@@ -103,7 +103,7 @@ class BaseModel:
         """Eval mode, then the fastest way to run the same maths (training is over for this model):
 
         - with --amp, weights are cast to bfloat16 once, instead of weights and activations being
-          re-cast under autocast at every call (~10 % faster on CPU; 8-bit outputs within one level
+          re-cast under autocast at every call (~10 % faster on CPU; 8-bit outputs within 1-2 levels
           of float32's, README "Speed");
         - in float32 on CPU, wide 3x3 convolutions become Winograd convolutions (~1.6x faster residual
           blocks; float32 rounding differences only, ~3e-5 on the [-1, 1] output)."""

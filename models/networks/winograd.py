@@ -72,6 +72,7 @@ class WinogradConv3x3(nn.Module):
 
 
 def eligible(conv: nn.Module, *, min_channels: int = MIN_CHANNELS) -> bool:
+    """A plain 3x3, stride-1, ungrouped, zero-padded (0 or 1) Conv2d at least this wide on both sides."""
     return (type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
             and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
             and conv.padding in ((0, 0), (1, 1)) and min(conv.in_channels, conv.out_channels) >= min_channels)
