@@ -39,6 +39,7 @@ if str(ROOT) not in sys.path:
 
 from models.schedule import StageSchedule  # noqa: E402
 from util.checkpoint import safe_load  # noqa: E402
+from util.run_log import read_jsonl  # noqa: E402
 
 ITERS_PER_EPOCH = 8  # --max_dataset_size 8, --batch_size 1
 STARTUP, TRAINING, WRITE = "startup", "training", "write"
@@ -105,14 +106,7 @@ def check(condition: bool, message: str) -> None:
 
 def logged_iterations(run_dir: Path) -> list[int]:
     """`iter` of every complete line of loss_log.jsonl (a kill may tear the last one)."""
-    path = run_dir / "loss_log.jsonl"
-    iters = []
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            iters.append(json.loads(line)["iter"])
-        except (json.JSONDecodeError, KeyError):
-            pass
-    return iters
+    return [entry["iter"] for entry in read_jsonl(run_dir / "loss_log.jsonl") if "iter" in entry]
 
 
 def printed_iterations(log: Path, offset: int) -> list[int]:

@@ -6,7 +6,6 @@ non-finite weight. The long kill/resume soak is bench/soak.py; a short run of it
 from __future__ import annotations
 
 import errno
-import json
 import multiprocessing
 import os
 import shlex
@@ -26,6 +25,7 @@ from bench import soak
 from data.unaligned_dataset import UnalignedDataset
 from models.cut_model import CUTModel
 from util.checkpoint import CheckpointError, atomic_save, non_finite_tensors, safe_load
+from util.run_log import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,14 +36,7 @@ def run_dir(argv: list[str]) -> Path:
 
 def logged_iterations(folder: Path) -> list[int]:
     """`iter` of each complete line of loss_log.jsonl (another process may be writing the last one)."""
-    path = folder / "loss_log.jsonl"
-    iters = []
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            iters.append(json.loads(line)["iter"])
-        except json.JSONDecodeError:
-            pass
-    return iters
+    return [entry["iter"] for entry in read_jsonl(folder / "loss_log.jsonl")]
 
 
 def wait_until_gone(process_group: int, timeout: float = 10) -> bool:
