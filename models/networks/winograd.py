@@ -29,6 +29,8 @@ _G = torch.tensor([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 /
                    [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], dtype=torch.float64)
 _AT = torch.tensor([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
                    dtype=torch.float64)
+_B_IN = torch.kron(_BT, _BT).float()  # B^T d B on a flattened 6x6 tile
+_A_OUT = torch.kron(_AT, _AT).float()  # A^T m A, 36 -> 16 values
 
 
 class WinogradConv3x3(nn.Module):
@@ -42,8 +44,8 @@ class WinogradConv3x3(nn.Module):
         weight = conv.weight.detach().double()
         u = torch.einsum("ai,kcij,bj->abkc", _G, weight, _G)  # G w G^T per (out, in) channel pair
         self.register_buffer("u", u.reshape(36, *weight.shape[:2]).float().contiguous())
-        self.register_buffer("b_in", torch.kron(_BT, _BT).float())  # B^T d B on a flattened 6x6 tile
-        self.register_buffer("a_out", torch.kron(_AT, _AT).float())  # A^T m A, 36 -> 16 values
+        self.register_buffer("b_in", _B_IN.clone())
+        self.register_buffer("a_out", _A_OUT.clone())
         self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().clone())
 
     @torch.no_grad()
