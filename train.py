@@ -25,7 +25,8 @@ from data.image_folder import DatasetError
 from data.sampler import EpochSampler
 from models import create_model
 from models.coop import NonFiniteError
-from models.schedule import ADVERSARIAL, StageSchedule
+from models.calibration import CALIBRATION_IMAGES
+from models.schedule import StageSchedule
 from options.test_options import differing_options_hint
 from options.train_options import TrainOptions
 from util import distributed
@@ -243,8 +244,14 @@ class Trainer:
     def announce_switch(self, stage: str) -> None:
         self.log.message(f"=== CoopInit: iteration {self.iteration + 1} (epoch {self.epoch}) starts the "
                          f"{stage} stage ===")
-        if stage == ADVERSARIAL:
-            self.model.on_stage_switch()
+        # The same items on every rank (keyed by seed and epoch): the replicas stay identical.
+        items = [self.dataset[(self.epoch, i)] for i in range(min(CALIBRATION_IMAGES, len(self.dataset)))]
+        calibration = self.model.on_stage_switch(self.iteration, items)
+        if calibration is not None:
+            self.log.message(f"=== CoopInit: D's outputs calibrated for --gan_mode {self.opt.gan_mode} on "
+                             f"{len(items)} real and {len(items)} generated training images: raw scores x "
+                             f"{calibration.scale:.4g} {calibration.shift:+.4g}; D's loss on them "
+                             f"{calibration.loss_before:.4g} -> {calibration.loss_after:.4g} ===")
 
 
 def main(argv: list[str] | None = None) -> int:

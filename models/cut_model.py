@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import functools
-from typing import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
 from models import coop
+from models.calibration import CALIBRATION_IMAGES, Calibration, calibrate_discriminator, output_layer
 from models.base_model import BaseModel, check_finite, set_requires_grad
 from models.gan_loss import gan_loss
 from models.networks.discriminators import build_discriminator
@@ -69,6 +70,11 @@ class CUTModel(BaseModel):
             g.add_argument("--coop_blend_iters", type=int, default=0,
                            help="iterations over which the losses ramp from cooperative to adversarial "
                                 "(0 = hard switch)")
+            g.add_argument("--coop_calibrate_D", type=str2bool, nargs="?", const=True, default=False,
+                           help="when the adversarial loss starts, fit the affine map of D's raw scores that "
+                                "minimises its GAN loss on %d real and generated training images and fold it "
+                                "into D's last layer: D keeps its ranking, its outputs start where the GAN loss "
+                                "expects them (docs/coopinit.md, 'The switch')" % CALIBRATION_IMAGES)
             g.add_argument("--coop_reset_optimizers", nargs="?", const="D", default="none",
                            choices=("none", "D", "all"),
                            help="at the switch to adversarial training, reset the Adam moments of D (the flag "
@@ -102,6 +108,9 @@ class CUTModel(BaseModel):
                                         norm=opt.normD, antialias=not opt.no_antialias, init_type=opt.init_type,
                                         init_gain=opt.init_gain).to(device)
         self.nets.update(F=self.netF, D=self.netD)
+        if opt.coop_epochs > 0 and opt.coop_calibrate_D and output_layer(self.netD).bias is None:
+            raise ValueError(f"--coop_calibrate_D shifts D's scores through its last layer's bias, which --netD "
+                             f"{opt.netD} --normD {opt.normD} lacks: use --coop_calibrate_D false or --normD instance")
         self.loss_names = STAGE1_LOSSES + STAGE2_LOSSES + self.loss_names
         betas = (opt.beta1, opt.beta2)
         self.optimizers["G"] = torch.optim.Adam(self.netG.parameters(), lr=opt.lr, betas=betas)
@@ -255,8 +264,23 @@ class CUTModel(BaseModel):
             self.losses["G"] = total.detach()
         return total
 
-    def on_stage_switch(self) -> None:
-        """Called once when adversarial training starts (a fresh or resumed run)."""
-        reset = {"none": [], "D": ["D"], "all": list(self.optimizers)}[self.opt.coop_reset_optimizers]
-        for name in reset:
-            self.optimizers[name].state.clear()
+    def on_stage_switch(self, iteration: int, calibration_items: Sequence[dict]) -> Calibration | None:
+        """Called once before `iteration` when it starts a new stage (in a fresh or a resumed run).
+
+        The first non-cooperative iteration (blend or adversarial): with --coop_calibrate_D, D's
+        outputs are calibrated to the GAN loss (models/calibration.py) on `calibration_items`,
+        training items with "A" and "B" images (C, H, W); G translates the A images. The first
+        adversarial iteration: --coop_reset_optimizers clears the chosen Adam moments.
+        Returns the calibration done, if any.
+        """
+        calibration = None
+        if iteration == self.schedule.coop_iters and self.opt.coop_calibrate_D and calibration_items:
+            with torch.no_grad(), self.autocast():
+                reals = [item["B"][None].to(self.device) for item in calibration_items]
+                fakes = [self.netG(item["A"][None].to(self.device)) for item in calibration_items]
+                calibration = calibrate_discriminator(self.netD, reals, fakes, gan_mode=self.opt.gan_mode)
+        if self.schedule.stage(iteration) == ADVERSARIAL:
+            reset = {"none": [], "D": ["D"], "all": list(self.optimizers)}[self.opt.coop_reset_optimizers]
+            for name in reset:
+                self.optimizers[name].state.clear()
+        return calibration

@@ -153,9 +153,9 @@ def test_reset_optimizers_at_the_switch_clears_the_chosen_adam_moments(tiny_trai
     seen = []
     original = CUTModel.on_stage_switch
 
-    def spy(model):
+    def spy(model, iteration, items):
         assert all(opt.state for opt in model.optimizers.values())  # stage 1 built moments for all three
-        original(model)
+        original(model, iteration, items)
         seen.append({name for name, opt in model.optimizers.items() if not opt.state})
     monkeypatch.setattr(CUTModel, "on_stage_switch", spy)
     argv = tiny_train_args("reset", coop_epochs=0.5, coop_reset_optimizers=reset)
