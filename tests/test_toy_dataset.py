@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "datasets" / "make_toy_dataset.py"
@@ -55,8 +56,8 @@ def small(tmp_path_factory) -> Path:
 
 
 def test_layout_counts_and_images(small):
-    expected = {"trainA": 5, "trainB": 5, "testA": 12, "testB": 12,
-                "testA_masks": 12, "testB_masks": 12}
+    expected = {"trainA": 5, "trainB": 5, "testA": 12, "testB": 12, "testA_masks": 12,
+                "testB_masks": 12, "testA_background": 12, "testB_background": 12}
     assert sorted(p.name for p in small.iterdir()) == sorted([*expected, "manifest.json"])
     for folder, count in expected.items():
         names = sorted(p.name for p in (small / folder).iterdir())
@@ -65,6 +66,7 @@ def test_layout_counts_and_images(small):
             assert im.size == (64, 64)
             assert im.mode == ("L" if folder.endswith("_masks") else "RGB")
     assert sorted(os.listdir(small / "testA")) == sorted(os.listdir(small / "testA_masks"))
+    assert sorted(os.listdir(small / "testA")) == sorted(os.listdir(small / "testA_background"))
     manifest = json.loads((small / "manifest.json").read_text())
     assert manifest["seed"] == 0 and manifest["n_train"] == 5 and manifest["n_test"] == 12
 
@@ -92,6 +94,17 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path, small):
     assert all(first[k] != second[k] for k in images)
 
 
+def test_background_plate_is_the_image_without_the_animal(small):
+    for domain in ("A", "B"):
+        images, plates = _stack(small / f"test{domain}"), _stack(small / f"test{domain}_background")
+        masks = _stack(small / f"test{domain}_masks") > 127
+        # away from the anti-aliased edge the image is the plate; on the animal it is not
+        outside = toy._box_sum(masks.astype(np.float32), 1) < 0.5
+        diff = np.abs(images.astype(int) - plates).max(axis=3)
+        assert diff[outside].max() == 0
+        assert all(diff[i][masks[i]].mean() > 20 for i in range(len(masks)))
+
+
 def test_domains_are_unpaired(small):
     a, b = _stack(small / "testA_masks"), _stack(small / "testB_masks")
     assert not any(np.array_equal(a[i], b[i]) for i in range(len(a)))
@@ -111,25 +124,84 @@ def test_stripes_in_B_not_in_A(small):
         assert np.all((scores >= low) & (scores <= high)), (domain, scores)
 
 
-def test_translation_metrics(small, tmp_path):
-    identity = toy.toy_translation_metrics(small / "testA", small / "testA", small / "testA_masks")
+def _write(folder: Path, images: np.ndarray) -> Path:
+    folder.mkdir()
+    for i, image in enumerate(images):
+        Image.fromarray(image.astype(np.uint8)).save(folder / f"{i:04d}.png")
+    return folder
+
+
+def _ideal_translation(n_test: int) -> np.ndarray:
+    """testA with zebra coats: image i's random stream draws scene and animal before the coat."""
+    return np.stack([toy.render_sample(np.random.default_rng([0, 1, 0, i]), size=64, domain="B").image
+                     for i in range(n_test)])
+
+
+def test_metrics_identity_keeps_silhouette_without_stripes(small):
+    identity = toy.toy_translation_metrics(small, small / "testA")
     assert identity["n_images"] == 12
     assert identity["background_error"] == 0.0
     assert identity["stripe_contrast"] == identity["stripe_contrast_real_A"] < 0.05
+    assert identity["stripe_strength"] < 0.1
+    assert identity["silhouette_iou"] > 0.95 and identity["silhouette_kept"] == 1.0
+    assert identity["silhouette_iou_min"] > 0.8
 
+
+def test_metrics_ideal_translation_scores_like_real_zebras(small, tmp_path):
+    ideal = toy.toy_translation_metrics(small, _write(tmp_path / "ideal", _ideal_translation(12)))
+    assert 0.85 < ideal["stripe_strength"] < 1.15
+    assert ideal["silhouette_iou"] > 0.95 and ideal["silhouette_kept"] == 1.0
+    assert ideal["background_error"] < 0.005
+
+
+def test_metrics_degenerate_outputs_lose_the_silhouette(small, tmp_path):
+    real = _stack(small / "testA")
+    grey = toy.toy_translation_metrics(small, _write(tmp_path / "grey", np.full_like(real, 128)))
+    assert grey["silhouette_iou"] < 0.2 and grey["silhouette_kept"] == 0.0
+    assert grey["stripe_strength"] < 0.05 and grey["background_error"] > 0.05
+    erased = toy.toy_translation_metrics(small, small / "testA_background")
+    assert erased["silhouette_iou"] == 0.0 and erased["background_error"] == 0.0
+    # the other domain's images: striped, but other animals in other scenes
+    unpaired = toy.toy_translation_metrics(small, small / "testB")
+    assert unpaired["stripe_strength"] > 0.3 and unpaired["silhouette_kept"] < 0.5
+    assert unpaired["background_error"] > 0.1
+
+
+def test_silhouette_iou_falls_gradually_as_the_shape_grows_or_shrinks(small):
+    plates = _stack(small / "testA_background")
+    masks = _stack(small / "testA_masks") > 127
+    contrast = np.where((plates @ toy.LUMA)[..., None] > 127, 0, 255)  # black on light, white on dark
+
+    def iou_of_shape(pixels: int) -> float:
+        step = ndimage.binary_dilation if pixels > 0 else ndimage.binary_erosion
+        shapes = np.stack([step(m, iterations=abs(pixels)) if pixels else m for m in masks])
+        return float(toy.silhouette_iou(np.where(shapes[..., None], contrast, plates).astype(np.uint8),
+                                        plates, masks).mean())
+
+    exact = iou_of_shape(0)
+    assert exact > 0.95
+    grown = [iou_of_shape(k) for k in (1, 2, 3, 4)]  # a one-pixel ring is tolerated (anti-aliasing)
+    assert grown[0] > 0.95 and 0.7 < grown[1] and grown[1] > grown[2] > grown[3] > 0.4
+    shrunk = [iou_of_shape(-k) for k in (1, 2)]
+    assert exact > shrunk[0] > shrunk[1] > 0.2
+
+
+def test_silhouette_ignores_a_uniform_background_change(small):
+    real = _stack(small / "testA")
+    masks, plates = _stack(small / "testA_masks") > 127, _stack(small / "testA_background")
+    brighter = np.clip(real.astype(int) + 20, 0, 255).astype(np.uint8)
+    assert toy.silhouette_iou(brighter, plates, masks).mean() > 0.9
+
+
+def test_translation_metrics_painted_stripes_and_inversion(small, tmp_path):
     # A "translator" that paints stripes inside the animal and keeps the background.
     real, masks = _stack(small / "testA"), _stack(small / "testA_masks") > 127
     columns = (np.arange(real.shape[2]) // 3) % 2 * 255
-    striped = np.where(masks[..., None], columns[None, None, :, None], real).astype(np.uint8)
-    striped_dir, inverted_dir = tmp_path / "striped", tmp_path / "inverted"
-    striped_dir.mkdir()
-    inverted_dir.mkdir()
-    for i, name in enumerate(sorted(os.listdir(small / "testA"))):
-        Image.fromarray(striped[i]).save(striped_dir / name)
-        Image.fromarray(255 - real[i]).save(inverted_dir / name)
-    good = toy.toy_translation_metrics(small / "testA", striped_dir, small / "testA_masks")
+    striped = np.where(masks[..., None], columns[None, None, :, None], real)
+    good = toy.toy_translation_metrics(small, _write(tmp_path / "striped", striped))
     assert good["stripe_contrast"] > 0.3 and good["background_error"] == 0.0
-    bad = toy.toy_translation_metrics(small / "testA", inverted_dir, small / "testA_masks")
+    assert good["stripe_strength"] > 0.9
+    bad = toy.toy_translation_metrics(small, _write(tmp_path / "inverted", 255 - real))
     assert bad["background_error"] > 0.1
 
 
@@ -138,10 +210,19 @@ def test_metrics_name_missing_and_wrong_size_files(small, tmp_path):
     shutil.copytree(small / "testA", fake)
     (fake / "0003.png").unlink()
     with pytest.raises(FileNotFoundError, match="0003"):
-        toy.toy_translation_metrics(small / "testA", fake, small / "testA_masks")
+        toy.toy_translation_metrics(small, fake)
     Image.new("RGB", (32, 32)).save(fake / "0003.png")
     with pytest.raises(ValueError, match="0003.png is 32x32"):
-        toy.toy_translation_metrics(small / "testA", fake, small / "testA_masks")
+        toy.toy_translation_metrics(small, fake)
+
+
+def test_metrics_ask_to_regenerate_an_old_dataset(small, tmp_path):
+    old = tmp_path / "toy_v1"  # made before the background plates existed
+    shutil.copytree(small, old, ignore=shutil.ignore_patterns("*_background"))
+    with pytest.raises(FileNotFoundError, match=r"testA_background.*make_toy_dataset\.py --out"):
+        toy.toy_translation_metrics(old, old / "testA")
+    with pytest.raises(FileNotFoundError, match="no .png masks"):
+        toy.toy_translation_metrics(tmp_path / "elsewhere", small / "testA")
 
 
 def test_skips_when_complete_and_regenerates_on_change(tmp_path):
