@@ -8,7 +8,10 @@ budget. Arms:
 - coopinit:       first ``--coop-iters`` iterations cooperative with models/coop.py (Langevin
                   revision of G(z) on D's energy, MLE loss for D, teaching loss for G), then the
                   same GAN; Adam states carry over the switch (the spec's default);
-- coopinit_reset: as coopinit, with fresh Adam states for G and D at the switch.
+- coopinit_reset: as coopinit, with fresh Adam states for G and D at the switch;
+- coopinit_calibrated: as coopinit, with D's output calibrated to the GAN loss at the switch
+                  (models/calibration.py, on one batch of real and generated points), the
+                  product's default switch.
 
 Metrics on ``--eval-samples`` generated points (criterion of VEEGAN/PacGAN):
 - a sample is high quality if it lies within 3 std of some centre;
@@ -35,10 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.calibration import calibrate_discriminator
 from models.coop import langevin_revise, mle_loss, patch_score, teach_loss
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ARMS = ("gan", "coopinit", "coopinit_reset")
+ARMS = ("gan", "coopinit", "coopinit_reset", "coopinit_calibrated")
 
 
 @dataclass(frozen=True)
@@ -194,6 +198,11 @@ def run_arm(job: Job) -> dict:
             result["samples_at_switch"] = at_switch[:1000].tolist()
             if arm == "coopinit_reset":
                 pl.reset_optimisers()
+            if arm == "coopinit_calibrated":  # its own stream: the data stream stays the same in every arm
+                calib_gen = torch.Generator().manual_seed(seed + 3_000_003)
+                with torch.no_grad():
+                    fake = pl.g(torch.randn(cfg.batch, cfg.z_dim, generator=calib_gen))
+                calibrate_discriminator(pl.d, [mix.sample(cfg.batch, calib_gen)], [fake], gan_mode="nonsaturating")
         real = mix.sample(cfg.batch, data_gen)
         z = torch.randn(cfg.batch, cfg.z_dim, generator=data_gen)
         if it < coop_iters:

@@ -131,7 +131,7 @@ def test_a_last_layer_without_bias_is_refused():
 
 
 def test_cut_model_refuses_calibration_it_cannot_do(tiny_train_args):
-    argv = tiny_train_args("nobias", netD="pixel", normD="batch")
+    argv = tiny_train_args("nobias", netD="pixel", normD="batch", coop_calibrate_D="True")
     assert train.main(argv) == 2
 
 
