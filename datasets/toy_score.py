@@ -24,6 +24,7 @@ from util.results_page import SCORE_JSON, write_results_page
 def build_parser() -> argparse.ArgumentParser:
     """The command-line flags."""
     parser = argparse.ArgumentParser(
+        prog="python -m datasets.toy_score",
         description="Score a translation of the toy set's testA (written by test.py): stripes, "
                     "silhouette, background, FID/KID. Writes RESULTS/score.json and shows the score "
                     "at the top of RESULTS/index.html.")
