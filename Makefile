@@ -17,8 +17,9 @@ demo: venv
 	$(PY) datasets/make_toy_dataset.py --out $(DEMO_DATA)
 	$(PY) train.py $(DEMO_FLAGS)
 	$(PY) test.py --dataroot $(DEMO_DATA) --name $(DEMO_NAME) --gpu_ids -1
-	@echo "training page: checkpoints/$(DEMO_NAME)/web/index.html"
-	@echo "test results:  results/$(DEMO_NAME)/test_latest/index.html"
+	$(PY) -m datasets.toy_score --dataroot $(DEMO_DATA) --results results/$(DEMO_NAME)/test_latest --gpu_ids -1
+	@echo "training page: checkpoints/$(DEMO_NAME)/web/index.html (losses; per stage: input, G(x), Langevin-revised G(x), real B)"
+	@echo "test results:  results/$(DEMO_NAME)/test_latest/index.html (the score above, then input | translation | real zebra)"
 
 test: venv
 	@bash scripts/install_browser.sh || echo "warning: chromium missing; the browser tests will be skipped"

@@ -2,12 +2,15 @@
 
     python test.py --dataroot ./datasets/horse2zebra --name h2z
 
-Writes RESULTS_DIR/NAME/PHASE_EPOCH/images/{real_A,fake_B}/<input name>.png and index.html.
+Writes RESULTS_DIR/NAME/PHASE_EPOCH/images/{real_A,fake_B}/<input name>.png, real_B/<input name>.png
+(the target domain's image of the same index, cycled, for comparison; when DATAROOT/PHASEB exists)
+and index.html.
 Architecture options default to the training run's (checkpoints/NAME/train_opt.json).
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,12 +21,23 @@ from tqdm import tqdm
 
 from data import create_dataset
 from data.image_folder import DatasetError
+from data.single_dataset import SingleDataset
 from models import create_model
 from options.test_options import TestOptions, differing_options_hint
 from util.checkpoint import CheckpointError
-from util.html import HTML
 from util.image import save_png, to_uint8
+from util.results_page import SCORE_JSON, write_results_page
 from util.runtime import keep_freed_memory, select_device
+
+
+def reference_images(opt: argparse.Namespace) -> SingleDataset | None:
+    """The target domain's images (DATAROOT/PHASEB, or PHASEA for BtoA), preprocessed as the
+    inputs are, or None when the dataset has no such folder."""
+    side = "A" if opt.direction == "BtoA" else "B"
+    if not (Path(opt.dataroot) / f"{opt.phase}{side}").is_dir():
+        return None
+    flipped = {"direction": "AtoB" if side == "A" else "BtoA", "input_nc": opt.output_nc}
+    return SingleDataset(argparse.Namespace(**{**vars(opt), **flipped}))
 
 
 def translate(opt: argparse.Namespace) -> Path:
@@ -42,10 +56,15 @@ def translate(opt: argparse.Namespace) -> Path:
     subset = torch.utils.data.Subset(dataset, range(count))
     loader = DataLoader(subset, batch_size=opt.batch_size, shuffle=False, num_workers=opt.num_threads,
                         pin_memory=device.type == "cuda")
+    references = reference_images(opt)
     out_dir = Path(opt.results_dir) / opt.name / f"{opt.phase}_{opt.epoch}"
-    image_dirs = {kind: out_dir / "images" / kind for kind in ("real_A", "fake_B")}
-    for folder in image_dirs.values():
-        folder.mkdir(parents=True, exist_ok=True)
+    image_dirs = {kind: out_dir / "images" / kind for kind in ("real_A", "fake_B", "real_B")}
+    # A previous run's images and score would otherwise mix with this run's on the page.
+    (out_dir / SCORE_JSON).unlink(missing_ok=True)
+    for kind, folder in image_dirs.items():
+        shutil.rmtree(folder, ignore_errors=True)
+        if kind != "real_B" or references is not None:
+            folder.mkdir(parents=True)
 
     names: list[str] = []
     pending = []
@@ -55,17 +74,17 @@ def translate(opt: argparse.Namespace) -> Path:
             for kind, images in (("real_A", batch["A"]), ("fake_B", fake)):
                 for path, pixels in zip(batch["A_paths"], to_uint8(images)):
                     pending.append(writer.submit(save_png, pixels, image_dirs[kind] / f"{Path(path).stem}.png"))
-            names += [Path(p).stem for p in batch["A_paths"]]
+            for path in batch["A_paths"]:
+                if references is not None:
+                    reference = references[len(names) % len(references)]["A"]
+                    pending.append(writer.submit(save_png, to_uint8(reference[None])[0],
+                                                 image_dirs["real_B"] / f"{Path(path).stem}.png"))
+                names.append(Path(path).stem)
             bar.update(len(batch["A_paths"]))
         for done in pending:
             done.result()  # surface write errors (disk full...) instead of dropping images
 
-    page = HTML(out_dir, f"{opt.name}: {opt.phase} set, epoch {opt.epoch}")
-    page.add_header(f"{opt.name} -- {opt.phase}, epoch {opt.epoch}, {count} images (input | translation)")
-    for name in names:
-        ims = [f"images/{kind}/{name}.png" for kind in image_dirs]
-        page.add_images(ims, [f"{name} input", f"{name} translation"], ims, width=opt.display_winsize)
-    page.save()
+    write_results_page(out_dir, width=opt.display_winsize)
     return out_dir
 
 

@@ -50,7 +50,7 @@ DATAROOT = "/work/shared/datasets/cat2dog"
 NET_ARGS = ["--load_size", "72", "--crop_size", "64", "--ngf", "32", "--netG", "resnet_6blocks",
             "--ndf", "64", "--netD", "basic"]
 
-# Selection criteria (see the README, "CoopInit calibration"): measured over the last third of the stage,
+# Selection criteria (see docs/coopinit.md, "Calibration"): measured over the last third of the stage,
 # when D's scores have grown.
 MIN_CLIMB = 0.6  # chain climbs f in most chains
 MIN_DRIVEN = 0.02  # mean |y_tilde(D) - y_tilde(f=0)| >= 0.02 (~2.5 grey levels of 255)
@@ -109,7 +109,7 @@ GRID = [
     Setting("d0.2_s10_nonoise", 15, 0.2, 10.0, noise=False),
     Setting("d0.3_s10_nonoise", 15, 0.3, 10.0, noise=False),
 ]
-# Selectable with --settings, not in the default grid (see the README, "CoopInit calibration" for why).
+# Selectable with --settings, not in the default grid (see docs/coopinit.md, "Calibration", for why).
 EXTRA = [
     Setting("spec_K30", 30, 0.002, 0.016),
     Setting("d0.01_s0.3", 15, 0.01, 0.3),

@@ -104,7 +104,7 @@ class BaseModel:
 
         - with --amp, weights are cast to bfloat16 once, instead of weights and activations being
           re-cast under autocast at every call (~10 % faster on CPU; 8-bit outputs within 1-2 levels
-          of float32's, README "Speed");
+          of float32's, docs/results.md "Speed");
         - in float32 on CPU, wide 3x3 convolutions become Winograd convolutions (~1.6x faster residual
           blocks; float32 rounding differences only, ~3e-5 on the [-1, 1] output)."""
         self.eval()

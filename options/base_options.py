@@ -45,7 +45,7 @@ class BaseOptions:
         g.add_argument("--checkpoints_dir", default="./checkpoints", help="where runs are stored")
         g.add_argument("--gpu_ids", default=None,
                        help="GPU id to use, e.g. 0 (-1 = CPU). Default: the first GPU if there is "
-                            "one, else CPU. For several GPUs launch with torchrun (see README)")
+                            "one, else CPU. For several GPUs launch with torchrun (see docs/scaling_up.md)")
         g.add_argument("--seed", type=int, default=0,
                        help="random seed for weights, data order, augmentation and Langevin noise")
         g.add_argument("--model", default="cut", choices=models.available(), help="which model")

@@ -4,8 +4,12 @@
 # files are published on npm; this copies them to the names visdom/server/build.py uses
 # and writes static/version.built last, so visdom skips its download step.
 #
+# Only the live visdom view needs them (train.py --display_id N > 0 with a local visdom
+# server); online, visdom fetches them itself at its first start.
+#
 # Usage: scripts/install_visdom_assets.sh [PYTHON]   (default: $PYTHON, else .venv/bin/python)
-# Idempotent: a second run does nothing and says so.
+# Idempotent: a second run does nothing and says so. Needs npm unless the packages are
+# already in .cache/visdom-assets. Exit status 3: npm is needed and not found (nothing changed).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -66,9 +70,6 @@ if installed; then
     exit 0
 fi
 
-# A stale version.built would make visdom trust a half-copied tree; it is rewritten last.
-rm -f "$static/version.built"
-
 mkdir -p "$cache"
 packages="$(cut -d'|' -f1 <<< "$assets" | grep -v '^$' | sort -u)"
 missing=()
@@ -77,13 +78,15 @@ for pkg in $packages; do
 done
 if (( ${#missing[@]} )); then
     if ! command -v npm > /dev/null; then
-        echo "error: npm not found; install Node.js/npm: apt-get install npm" >&2
-        exit 1
+        echo "error: npm not found; install Node.js/npm (e.g. apt-get install npm), then run: bash $0" >&2
+        exit 3
     fi
     echo "Fetching ${#missing[@]} npm packages into $cache"
     (cd "$cache" && npm pack --silent "${missing[@]}" > /dev/null)
 fi
 
+# A stale version.built would make visdom trust a half-copied tree; it is rewritten last.
+rm -f "$static/version.built"
 while IFS='|' read -r pkg member dest; do
     [[ -n "$pkg" ]] || continue
     mkdir -p "$(dirname "$static/$dest")"

@@ -1,5 +1,5 @@
 """Bad input: each case is a clear error naming the file or flag and the fix, a conversion, or a
-logged skip -- never a traceback from deep inside a data-loader worker (README, "Bad inputs, faults and what happens")."""
+logged skip -- never a traceback from deep inside a data-loader worker (docs/bad_inputs.md)."""
 from __future__ import annotations
 
 import importlib.util

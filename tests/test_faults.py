@@ -135,7 +135,7 @@ def test_sigterm_to_the_group_while_waiting_for_a_batch_still_saves(tiny_train_a
 
 @pytest.mark.slow
 def test_soak_survives_sigkills_in_both_stages_and_during_writes(tmp_path, capsys):
-    """A short bench/soak.py (the README reports the long one)."""
+    """A short bench/soak.py (docs/results.md reports the long one)."""
     assert soak.main(["--kills", "5", "--epochs", "3", "--coop_epochs", "1", "--workdir", str(tmp_path)]) == 0
     report = capsys.readouterr().out
     assert "5 SIGKILLs survived" in report and "identical" in report

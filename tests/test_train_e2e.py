@@ -76,14 +76,24 @@ def test_train_then_test_writes_every_output(tiny_train_args, toy_dataroot, tmp_
 
     # test.py needs no architecture flags: it reads them from train_opt.json.
     results = tmp_path / "results"
+    out = results / "run" / "test_latest"
+    # leftovers of an earlier test.py run with more images, and its score
+    (out / "images" / "fake_B").mkdir(parents=True)
+    Image.new("RGB", (32, 32)).save(out / "images" / "fake_B" / "9999.png")
+    (out / "score.json").write_text('{"summary": ["stale"]}')
     assert test_script.main(["--dataroot", str(toy_dataroot), "--checkpoints_dir", str(folder.parent),
                              "--name", "run", "--results_dir", str(results), "--num_threads", "0",
                              "--gpu_ids", "-1"]) == 0
-    out = results / "run" / "test_latest"
     stems = sorted(p.stem for p in (toy_dataroot / "testA").glob("*.png"))
     assert len(stems) == 5
-    for kind in ("real_A", "fake_B"):
+    for kind in ("real_A", "fake_B", "real_B"):
         assert sorted(p.stem for p in (out / "images" / kind).glob("*.png")) == stems
+    assert not (out / "score.json").exists()
+    # real_B: the target domain's image of the same index, for comparison
+    references = sorted((toy_dataroot / "testB").glob("*.png"))
+    for stem, reference in zip(stems, references):
+        assert np.array_equal(np.asarray(Image.open(out / "images" / "real_B" / f"{stem}.png")),
+                              np.asarray(Image.open(reference).convert("RGB")))
     for stem in stems:
         source = np.asarray(Image.open(toy_dataroot / "testA" / f"{stem}.png").convert("RGB"))
         real = np.asarray(Image.open(out / "images" / "real_A" / f"{stem}.png"))
@@ -91,7 +101,8 @@ def test_train_then_test_writes_every_output(tiny_train_args, toy_dataroot, tmp_
         assert np.array_equal(real, source)  # trained size = image size: shown unchanged
         assert fake.shape == (32, 32, 3) and not np.array_equal(fake, real)
     page = (out / "index.html").read_text()
-    assert all(f"images/fake_B/{stem}.png" in page and f"images/real_A/{stem}.png" in page for stem in stems)
+    assert all(f"images/{kind}/{stem}.png" in page for stem in stems for kind in ("real_A", "fake_B", "real_B"))
+    assert "9999" not in page and "stale" not in page
 
 
 def test_resumed_run_matches_uninterrupted_run(tiny_train_args, monkeypatch, capsys):

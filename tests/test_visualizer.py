@@ -184,9 +184,9 @@ def test_html_rows_newest_first_and_survive_a_restart(tmp_path):
     web = tmp_path / "run" / "web"
     headers, images = page_rows(web)
     assert headers[0].startswith("loss curves")
-    assert headers[1:] == ["epoch 2, iteration 30, stage adversarial",
-                           "epoch 1, iteration 20, stage adversarial",
-                           "epoch 1, iteration 10, stage coop"]
+    assert headers[1:] == ["epoch 2, iteration 30, stage 2: adversarial",
+                           "epoch 1, iteration 20, stage 2: adversarial",
+                           "epoch 1, iteration 10, stage 1: cooperative (EBM)"]
     assert images[0].startswith("images/loss_curve.png?v=30")
     assert [Path(s).name.split("_", 2)[2] for s in images[1:4]] == [
         "real_A.png", "fake_B.png", "revised_B.png"]
@@ -194,8 +194,26 @@ def test_html_rows_newest_first_and_survive_a_restart(tmp_path):
         assert Image.open(web / src.split("?")[0]).size[0] > 0
     # Resuming from iteration 20 replaces the rows logged after it.
     resumed.save_html(visuals(), epoch=1, total_iters=20, stage="adversarial")
-    assert page_rows(web)[0][1:] == ["epoch 1, iteration 20, stage adversarial",
-                                     "epoch 1, iteration 10, stage coop"]
+    assert page_rows(web)[0][1:] == ["epoch 1, iteration 20, stage 2: adversarial",
+                                     "epoch 1, iteration 10, stage 1: cooperative (EBM)"]
+
+
+def test_html_columns_in_reading_order_with_plain_captions(tmp_path):
+    opt = display_opts(checkpoints_dir=tmp_path, port=1, display_id=0)
+    g = torch.Generator().manual_seed(1)
+    shuffled = {name: torch.rand(1, 3, 8, 8, generator=g) * 2 - 1
+                for name in ("idt_B", "real_B", "revised_B", "fake_B", "real_A")}  # the model's order may differ
+    v = Visualizer(opt)
+    v.save_html(shuffled, epoch=1, total_iters=1, stage="coop")
+    v.save_html({k: t for k, t in shuffled.items() if k != "revised_B"}, epoch=1, total_iters=2,
+                stage="adversarial")
+    html = (tmp_path / "run" / "web" / "index.html").read_text()
+    captions = re.findall(r"<p>(.*?)</p>", html)
+    assert captions == ["input x (real A)", "G(x), translation", "real B", "identity: G(real B)",
+                        "input x (real A)", "G(x), proposal", "Langevin-revised G(x): G's target in stage 1",
+                        "real B", "identity: G(real B)"]
+    srcs = page_rows(tmp_path / "run" / "web")[1]
+    assert [Path(s).stem.split("_", 2)[2] for s in srcs[-5:]] == ["real_A", "fake_B", "revised_B", "real_B", "idt_B"]
 
 
 def test_no_html_writes_nothing(tmp_path):

@@ -20,7 +20,7 @@ def select_device(gpu_ids: str | None) -> torch.device:
         return torch.device("cpu")
     if len(ids) > 1:
         raise SystemExit(f"error: --gpu_ids {gpu_ids}: one process uses one GPU; for several GPUs launch "
-                         "with torchrun --nproc_per_node=N train.py ... (see README, 'Scaling up')")
+                         "with torchrun --nproc_per_node=N train.py ... (see docs/scaling_up.md)")
     if not torch.cuda.is_available() or ids[0] >= torch.cuda.device_count():
         raise SystemExit(f"error: --gpu_ids {gpu_ids}: no such CUDA device here; use --gpu_ids -1 for CPU")
     return torch.device(f"cuda:{ids[0]}")
@@ -31,7 +31,7 @@ def keep_freed_memory() -> bool:
 
     By default every activation above 32 MiB is a fresh mmap (and smaller freed blocks are trimmed),
     so each forward pass page-faults its large tensors in again: measured 28 -> 9 ms for one
-    anti-aliased downsampling at 256 px, and test.py 1.11 -> 1.28 images/s (README, "Speed").
+    anti-aliased downsampling at 256 px, and test.py 1.11 -> 1.28 images/s (docs/results.md, "Speed").
     Peak memory is unchanged; the process simply keeps its peak. No-op off glibc, or when the
     environment variable COOPINIT_MALLOC_TRIM=1 asks for the default behaviour. Returns whether
     the setting took effect."""

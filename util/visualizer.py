@@ -32,6 +32,23 @@ _ROWS_INDEX = "rows.json"
 _LOSS_PNG = "loss_curve.png"
 _HTML_REFRESH_S = 30
 _LOSS_PANE = dict(width=640, height=400)
+# The training page's columns, left to right (other visuals follow in the model's order), and
+# their captions; file names and visdom keep the model's (CUT's) names.
+_CAPTIONS = {
+    "real_A": "input x (real A)",
+    "fake_B": "G(x)",
+    "revised_B": "Langevin-revised G(x): G's target in stage 1",
+    "real_B": "real B",
+    "idt_B": "identity: G(real B)",
+}
+
+
+def page_caption(label: str, stage: str) -> str:
+    """Caption of a visual on the training page; in stage 1, G(x) is the EBM's proposal."""
+    caption = _CAPTIONS.get(label, label)
+    if label == "fake_B":
+        caption += ", proposal" if stage != "adversarial" else ", translation"
+    return caption
 
 
 def tensor_to_image(t: Tensor) -> np.ndarray:
@@ -203,7 +220,8 @@ class Visualizer:
         img_dir = self.web_dir / "images"
         img_dir.mkdir(parents=True, exist_ok=True)
         images = []
-        for label, tensor in visuals.items():
+        rank = {label: i for i, label in enumerate(_CAPTIONS)}
+        for label, tensor in sorted(visuals.items(), key=lambda item: rank.get(item[0], len(rank))):
             file = f"epoch{epoch:03d}_iter{total_iters:08d}_{label}.png"
             save_png(tensor_to_image(tensor), img_dir / file)
             images.append({"label": label, "file": f"images/{file}"})
@@ -235,9 +253,9 @@ class Visualizer:
                 f"epoch {e['epoch']}: {e['fid']:.2f} / {e['kid_mean']:.4f}" for e in evaluations)
                 + f" (best: epoch {best['epoch']}, best_net_G.pth)")
         for row in reversed(rows):
-            page.add_header(f"epoch {row['epoch']}, iteration {row['iter']}, stage {row['stage']}")
+            page.add_header(f"epoch {row['epoch']}, iteration {row['iter']}, {stage_title(row['stage'])}")
             files = [im["file"] for im in row["images"]]
-            page.add_images(files, [im["label"] for im in row["images"]], files,
+            page.add_images(files, [page_caption(im["label"], row["stage"]) for im in row["images"]], files,
                             width=self.winsize)
         page.save()
 
