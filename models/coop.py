@@ -7,7 +7,7 @@ The discriminator ``D`` is read as an energy-based model over target samples:
 
 Generator proposals are revised by Langevin dynamics on E; D learns by maximum likelihood
 (data vs revised samples) and G learns to reproduce the revision (MCMC teaching).
-Nothing here knows about CUT; see the README, "CoopInit flags" and "CoopInit calibration".
+Nothing here knows about CUT; see docs/coopinit.md (flags, calibration, the switch).
 """
 from __future__ import annotations
 

@@ -53,12 +53,12 @@ class CUTModel(BaseModel):
         g.add_argument("--flip_equivariance", type=str2bool, nargs="?", const=True, default=False,
                        help="randomly flip inputs horizontally during training (FastCUT's regulariser)")
         if is_train:
-            g = parser.add_argument_group("CoopInit (cooperative initialization, docs in README)")
+            g = parser.add_argument_group("CoopInit (cooperative initialization, docs/coopinit.md)")
             g.add_argument("--coop_epochs", type=float, default=5.0,
                            help="length of the cooperative stage in epochs (fractions allowed); 0 = plain CUT")
             g.add_argument("--coop_langevin_steps", type=int, default=15, help="Langevin steps K per revision")
             g.add_argument("--coop_step_size", type=float, default=0.3,
-                           help="Langevin step size delta (calibrated: README, 'CoopInit calibration')")
+                           help="Langevin step size delta (calibrated: docs/coopinit.md)")
             g.add_argument("--coop_ref_sigma", type=float, default=10.0,
                            help="std s_ref of the Gaussian reference distribution of the EBM")
             g.add_argument("--coop_noise", type=str2bool, nargs="?", const=True, default=False,

@@ -1,0 +1,1 @@
+"""Dataset tools: the toy dataset generator and its translation score (python -m datasets.toy_score)."""
