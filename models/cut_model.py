@@ -135,23 +135,26 @@ class CUTModel(BaseModel):
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self) -> None:
-        """fake_B = G(real_A) (and idt_B = G(real_B) for the identity NCE), one batched pass.
+        """fake_B = G(real_A) (and idt_B = G(real_B) for the identity NCE), one batched pass, or one
+        pass each when A and B differ in size (--preprocess none or scale_width).
 
         The same pass yields the sources' NCE-layer features (PatchNCE's keys), which CUT computes
         again with separate encoder passes; with a flip they must come from the unflipped input.
         """
         use_idt = self.opt.isTrain and self.opt.nce_idt
-        real = torch.cat([self.real_A, self.real_B]) if use_idt else self.real_A
+        sources = [self.real_A, self.real_B] if use_idt else [self.real_A]
         self.flipped = bool(self.opt.isTrain and self.opt.flip_equivariance and torch.rand(()) < 0.5)
         if self.flipped:
-            real = real.flip(3)
-        fake, feats = self.netG.forward_with_features(real, self.nce_layers)
-        n = self.real_A.shape[0]
-        self.fake_B = fake[:n]
-        self.idt_B = fake[n:] if use_idt else None
-        keys = None if self.flipped else [f.detach() for f in feats]
-        self.keys_A = None if keys is None else [f[:n] for f in keys]
-        self.keys_B = None if keys is None else [f[n:] for f in keys]
+            sources = [real.flip(3) for real in sources]
+        if len({real.shape[1:] for real in sources}) > 1:
+            passes = [self.netG.forward_with_features(real, self.nce_layers) for real in sources]
+        else:
+            fake, feats = self.netG.forward_with_features(torch.cat(sources), self.nce_layers)
+            sizes = [real.shape[0] for real in sources]
+            passes = zip(fake.split(sizes), zip(*[f.split(sizes) for f in feats]))
+        (self.fake_B, keys_A), (self.idt_B, keys_B) = [*passes, (None, None)][:2]
+        self.keys_A = None if self.flipped else [f.detach() for f in keys_A]
+        self.keys_B = None if self.flipped or keys_B is None else [f.detach() for f in keys_B]
 
     @torch.inference_mode()
     def translate(self, images: torch.Tensor) -> torch.Tensor:
@@ -218,8 +221,9 @@ class CUTModel(BaseModel):
 
     def batched(self, fn: Callable[[torch.Tensor], torch.Tensor], *batches: torch.Tensor) -> list[torch.Tensor]:
         """fn on each batch, as one concatenated pass: equal to separate passes with per-sample (instance)
-        normalization, and faster; batch norm would mix the batches' statistics, so it gets separate passes."""
-        if self.opt.normD == "batch":
+        normalization, and faster; batch norm would mix the batches' statistics, and batches of different
+        image sizes (A and B with --preprocess none) cannot be concatenated: those get separate passes."""
+        if self.opt.normD == "batch" or len({batch.shape[1:] for batch in batches}) > 1:
             return [fn(batch) for batch in batches]
         return list(fn(torch.cat(batches)).split([batch.shape[0] for batch in batches]))
 
