@@ -22,6 +22,7 @@ from models.networks.generators import build_generator
 from models.patchnce import PatchSampleF, patch_nce_loss
 from models.schedule import ADVERSARIAL, StageSchedule
 from options.common import str2bool
+from options.unavailable_choices import choices_with_unavailable, unavailable_help
 
 STAGE1_LOSSES = ["EBM", "teach", "f_data", "f_revised", "f_proposal", "langevin_change",
                  "langevin_improved"]
@@ -45,8 +46,9 @@ class CUTModel(BaseModel):
         g.add_argument("--nce_layers", default="0,4,8,12,16", help="generator layers PatchNCE compares")
         g.add_argument("--nce_includes_all_negatives_from_minibatch", type=str2bool, nargs="?", const=True,
                        default=False, help="take PatchNCE negatives from the whole batch, not only the same image")
-        g.add_argument("--netF", default="mlp_sample", choices=("sample", "mlp_sample"),
-                       help="patch projection head: sample = none, mlp_sample = 2-layer MLP")
+        g.add_argument("--netF", default="mlp_sample",
+                       choices=choices_with_unavailable("netF", ("sample", "mlp_sample")),
+                       help="patch projection head: sample = none, mlp_sample = 2-layer MLP" + unavailable_help("netF"))
         g.add_argument("--netF_nc", type=int, default=256, help="width of the projection MLP")
         g.add_argument("--nce_T", type=float, default=0.07, help="PatchNCE temperature")
         g.add_argument("--num_patches", type=int, default=256, help="patches sampled per layer")
