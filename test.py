@@ -5,7 +5,8 @@
 Writes RESULTS_DIR/NAME/PHASE_EPOCH/images/{real_A,fake_B}/<input name>.png, real_B/<input name>.png
 (the target domain's image of the same index, cycled, for comparison; when DATAROOT/PHASEB exists)
 and index.html.
-Architecture options default to the training run's (checkpoints/NAME/train_opt.json).
+Architecture options default to the training run's (checkpoints/NAME/train_opt.json, or the
+train_opt.txt that the reference CUT code writes).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from data.single_dataset import SingleDataset
 from models import create_model
 from options.test_options import TestOptions, differing_options_hint
 from util.checkpoint import CheckpointError
-from util.image import save_png, to_uint8
+from util.image import save_png, stretch, to_uint8
 from util.results_page import SCORE_JSON, write_results_page
 from util.runtime import keep_freed_memory, select_device
 
@@ -36,7 +37,8 @@ def reference_images(opt: argparse.Namespace) -> SingleDataset | None:
     side = "A" if opt.direction == "BtoA" else "B"
     if not (Path(opt.dataroot) / f"{opt.phase}{side}").is_dir():
         return None
-    flipped = {"direction": "AtoB" if side == "A" else "BtoA", "input_nc": opt.output_nc}
+    # batch_size 1: read one at a time, so --preprocess none may give them several sizes
+    flipped = {"direction": "AtoB" if side == "A" else "BtoA", "input_nc": opt.output_nc, "batch_size": 1}
     return SingleDataset(argparse.Namespace(**{**vars(opt), **flipped}))
 
 
@@ -73,11 +75,12 @@ def translate(opt: argparse.Namespace) -> Path:
             fake = model.translate(batch["A"])
             for kind, images in (("real_A", batch["A"]), ("fake_B", fake)):
                 for path, pixels in zip(batch["A_paths"], to_uint8(images)):
-                    pending.append(writer.submit(save_png, pixels, image_dirs[kind] / f"{Path(path).stem}.png"))
+                    pending.append(writer.submit(save_png, stretch(pixels, opt.aspect_ratio),
+                                                 image_dirs[kind] / f"{Path(path).stem}.png"))
             for path in batch["A_paths"]:
                 if references is not None:
                     reference = references[len(names) % len(references)]["A"]
-                    pending.append(writer.submit(save_png, to_uint8(reference[None])[0],
+                    pending.append(writer.submit(save_png, stretch(to_uint8(reference[None])[0], opt.aspect_ratio),
                                                  image_dirs["real_B"] / f"{Path(path).stem}.png"))
                 names.append(Path(path).stem)
             bar.update(len(batch["A_paths"]))

@@ -27,7 +27,7 @@ from models import create_model
 from models.coop import NonFiniteError
 from models.calibration import CALIBRATION_IMAGES
 from models.schedule import StageSchedule
-from options.test_options import differing_options_hint
+from options.test_options import PRETRAINED_SHAPE, differing_options_hint
 from options.train_options import TrainOptions
 from util import distributed
 from util.checkpoint import (CheckpointError, atomic_save, atomic_write_text, remove_stale_temp_files,
@@ -73,6 +73,8 @@ class Trainer:
                                                         blend_iters=opt.coop_blend_iters)
         if opt.continue_train:
             self.resume()
+        elif opt.pretrained_name:
+            self.load_pretrained()
         if self.dist.is_main:  # after resume: a failed one leaves the run's recorded options as they were
             options.save(opt, "train_opt.txt")
             atomic_write_text(self.run_dir / "train_opt.json", json.dumps(vars(opt), indent=1, default=str))
@@ -112,6 +114,9 @@ class Trainer:
     def resume(self) -> None:
         path = self.run_dir / STATE_FILE.format(tag=self.opt.epoch)
         if not path.exists() and not (self.run_dir / f"{self.opt.epoch}_net_G.pth").exists():
+            if self.opt.pretrained_name:  # CUT's use: --continue_train --pretrained_name starts from that run
+                self.load_pretrained()
+                return
             raise CheckpointError(f"--continue_train: no checkpoint '{self.opt.epoch}' in {self.run_dir} "
                                   f"(no {path.name}, no {self.opt.epoch}_net_G.pth) -- check --name, "
                                   "--checkpoints_dir and --epoch, or start without --continue_train")
@@ -140,6 +145,23 @@ class Trainer:
                   f"continuing at batch {self.epoch_iter} of epoch {self.epoch}, fresh per-rank random streams")
         print(f"resumed from {path}: epoch {self.epoch}, iteration {self.iteration} "
               f"({self.model.schedule.stage(self.iteration)} stage)")
+
+    def load_pretrained(self) -> None:
+        """--pretrained_name: another run's G, D and F (this project's or the reference CUT's files);
+        the optimizers and the CoopInit schedule built above stay fresh."""
+        source = Path(self.opt.checkpoints_dir) / self.opt.pretrained_name
+        missing = [f"{self.opt.epoch}_net_{name}.pth" for name in self.model.nets
+                   if not (source / f"{self.opt.epoch}_net_{name}.pth").is_file()]
+        if missing:
+            raise CheckpointError(f"--pretrained_name {self.opt.pretrained_name}: no {', '.join(missing)} in {source} "
+                                  "-- check --pretrained_name, --checkpoints_dir and --epoch")
+        try:
+            self.model.load_networks(source, self.opt.epoch, list(self.model.nets))
+        except CheckpointError as err:
+            hint = differing_options_hint(self.opt, name=self.opt.pretrained_name, keys=PRETRAINED_SHAPE)
+            raise CheckpointError(f"--pretrained_name {self.opt.pretrained_name}: {err}{hint}") from err
+        print(f"starting from the weights in {source}/{self.opt.epoch}_net_*.pth with fresh optimizers and "
+              f"{self.model.schedule.coop_iters} cooperative (CoopInit) iterations")
 
     # -- loop ---------------------------------------------------------------------------------
     def request_stop(self, signum: int, _frame: object) -> None:
@@ -217,7 +239,7 @@ class Trainer:
                 self.visualizer.save_html(self.model.current_visuals(), epoch=self.epoch,
                                           total_iters=self.iteration, stage=stage)
             if self.iteration % opt.save_latest_freq == 0:
-                self.save("latest")
+                self.save(f"iter_{self.iteration}" if opt.save_by_iter else "latest")
             # Every rank stops at the same iteration, even if the signal reached only some of them.
             self.stop_signal = self.dist.max_int(self.stop_signal or 0) or None
             if self.stop_signal is not None:

@@ -17,19 +17,30 @@ from data.image_folder import DatasetError
 BICUBIC = Image.Resampling.BICUBIC
 
 
-def _scale_width(img: Image.Image, target_width: int, crop_size: int) -> Image.Image:
+def _scale_width_size(size: tuple[int, int], target_width: int, crop_size: int) -> tuple[int, int]:
     """Width to `target_width`, keeping the aspect ratio, but height never below `crop_size`."""
-    ow, oh = img.size
+    ow, oh = size
     if ow == target_width and oh >= crop_size:
-        return img
-    return img.resize((target_width, int(max(target_width * oh / ow, crop_size))), BICUBIC)
+        return size
+    return target_width, int(max(target_width * oh / ow, crop_size))
+
+
+def _multiple_size(size: tuple[int, int], base: int = 4) -> tuple[int, int]:
+    """Both sides rounded to a multiple of `base`, so down- and up-sampling give back the size."""
+    ow, oh = size
+    return max(base, round(ow / base) * base), max(base, round(oh / base) * base)
+
+
+def _resize(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    return img if img.size == size else img.resize(size, BICUBIC)
+
+
+def _scale_width(img: Image.Image, target_width: int, crop_size: int) -> Image.Image:
+    return _resize(img, _scale_width_size(img.size, target_width, crop_size))
 
 
 def _make_multiple(img: Image.Image, base: int = 4) -> Image.Image:
-    """Round both sides to a multiple of `base` so down- and up-sampling give back the size."""
-    ow, oh = img.size
-    w, h = max(base, round(ow / base) * base), max(base, round(oh / base) * base)
-    return img if (w, h) == (ow, oh) else img.resize((w, h), BICUBIC)
+    return _resize(img, _multiple_size(img.size, base))
 
 
 def _crop(img: Image.Image, size: int, rng: np.random.Generator | None, path: str | Path) -> Image.Image:
@@ -51,6 +62,37 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return torch.from_numpy(arr.transpose(2, 0, 1).copy()).mul_(2.0 / 255.0).sub_(1.0)
+
+
+# Modes whose output size depends on the image's own size.
+VARIABLE_SIZE_MODES = {"none": "keeps each image's size", "scale_width": "keeps each image's aspect ratio"}
+
+
+def output_size(size: tuple[int, int], opt: argparse.Namespace) -> tuple[int, int]:
+    """(width, height) that `preprocess` gives an image of `size` in VARIABLE_SIZE_MODES."""
+    if opt.preprocess == "none":
+        return _multiple_size(size)
+    return _scale_width_size(size, opt.load_size, opt.crop_size)
+
+
+def check_batchable(paths: list[Path], opt: argparse.Namespace) -> None:
+    """A batch is one tensor: with --batch_size > 1, one folder's images must come out the same size.
+
+    Reads image headers only, and only in VARIABLE_SIZE_MODES; stops at the second size found.
+    Raises DatasetError naming two files, their sizes, --preprocess and --batch_size."""
+    if opt.batch_size == 1 or opt.preprocess not in VARIABLE_SIZE_MODES:
+        return
+    first: dict[tuple[int, int], Path] = {}
+    for path in paths:
+        with Image.open(path) as img:
+            first.setdefault(output_size(img.size, opt), path)
+        if len(first) > 1:
+            (size_a, path_a), (size_b, path_b) = first.items()
+            raise DatasetError(
+                f"--batch_size {opt.batch_size} stacks images into one tensor, but --preprocess {opt.preprocess} "
+                f"{VARIABLE_SIZE_MODES[opt.preprocess]}: {path_a} becomes {size_a[0]}x{size_a[1]}, {path_b} "
+                f"{size_b[0]}x{size_b[1]} -- use --batch_size 1, or a --preprocess mode that gives every image "
+                "the same size (resize_and_crop, crop or scale_width_and_crop)")
 
 
 def min_source_size(opt: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from data.image_folder import DatasetError, check_images, list_images, load_image
-from data.transforms import min_source_size, preprocess
+from data.transforms import check_batchable, min_source_size, preprocess
 
 
 class UnalignedDataset(Dataset):
@@ -32,6 +32,8 @@ class UnalignedDataset(Dataset):
         self.paths_A = list_images(root / f"{opt.phase}A", opt.max_dataset_size)
         self.paths_B = list_images(root / f"{opt.phase}B", opt.max_dataset_size)
         check_images(self.paths_A + self.paths_B, min_size=min_source_size(opt))
+        for paths in (self.paths_A, self.paths_B):  # A and B may differ in size: G and D see them apart
+            check_batchable(paths, opt)
         if opt.direction == "BtoA":
             self.paths_A, self.paths_B = self.paths_B, self.paths_A
         # "A" is the generator's input whichever folder it comes from (G has --input_nc channels).

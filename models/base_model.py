@@ -10,6 +10,7 @@ from torch import nn
 
 from models.coop import NonFiniteError
 from models.networks.winograd import use_winograd
+from models.reference_checkpoint import convert_state_dict
 from util.checkpoint import CheckpointError, atomic_save, cpu_state_dict, non_finite_tensors, safe_load
 
 
@@ -17,12 +18,17 @@ def lr_factor(*, policy: str, epoch: int, n_epochs: int, n_epochs_decay: int, de
     """Learning-rate multiplier during (1-based) `epoch`.
 
     linear: 1 for the first n_epochs, then 1 - (epoch - n_epochs) / (n_epochs_decay + 1) (CUT's rule);
-    step: 0.1 ** ((epoch - 1) // decay_every);  cosine: (1 + cos(pi * (epoch - 1) / n_epochs)) / 2.
+    step: 0.1 ** ((epoch - 1) // decay_every);  cosine: (1 + cos(pi * (epoch - 1) / n_epochs)) / 2;
+    plateau: 0.2 ** ((epoch - 2) // 6) from epoch 2 -- what CUT's ReduceLROnPlateau(factor=0.2, patience=5,
+    threshold=0.01) does, stepped after every epoch with CUT's metric, a constant 0 that never improves
+    (torch stops cutting once a cut changes the rate by under 1e-8; this keeps cutting a rate that small).
     """
     if policy == "linear":
         return 1.0 - max(0, epoch - n_epochs) / float(n_epochs_decay + 1)
     if policy == "step":
         return 0.1 ** ((epoch - 1) // decay_every)
+    if policy == "plateau":
+        return 0.2 ** max(0, (epoch - 2) // 6)
     if policy == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * min(epoch - 1, n_epochs) / max(n_epochs, 1)))
     raise ValueError(f"unknown --lr_policy {policy!r}")
@@ -142,6 +148,8 @@ class BaseModel:
 
     @staticmethod
     def _load_net(net: nn.Module, state: dict, source: str) -> None:
+        """Weights from this project's files or the reference CUT's (models/reference_checkpoint.py)."""
+        state = convert_state_dict(state, net, source=source)
         try:
             net.load_state_dict(state)
         except RuntimeError as err:

@@ -22,6 +22,7 @@ from models.networks.generators import build_generator
 from models.patchnce import PatchSampleF, patch_nce_loss
 from models.schedule import ADVERSARIAL, StageSchedule
 from options.common import str2bool
+from options.unavailable_choices import choices_with_unavailable, unavailable_help
 
 STAGE1_LOSSES = ["EBM", "teach", "f_data", "f_revised", "f_proposal", "langevin_change",
                  "langevin_improved"]
@@ -45,8 +46,9 @@ class CUTModel(BaseModel):
         g.add_argument("--nce_layers", default="0,4,8,12,16", help="generator layers PatchNCE compares")
         g.add_argument("--nce_includes_all_negatives_from_minibatch", type=str2bool, nargs="?", const=True,
                        default=False, help="take PatchNCE negatives from the whole batch, not only the same image")
-        g.add_argument("--netF", default="mlp_sample", choices=("sample", "mlp_sample"),
-                       help="patch projection head: sample = none, mlp_sample = 2-layer MLP")
+        g.add_argument("--netF", default="mlp_sample",
+                       choices=choices_with_unavailable("netF", ("sample", "mlp_sample")),
+                       help="patch projection head: sample = none, mlp_sample = 2-layer MLP" + unavailable_help("netF"))
         g.add_argument("--netF_nc", type=int, default=256, help="width of the projection MLP")
         g.add_argument("--nce_T", type=float, default=0.07, help="PatchNCE temperature")
         g.add_argument("--num_patches", type=int, default=256, help="patches sampled per layer")
@@ -135,23 +137,26 @@ class CUTModel(BaseModel):
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self) -> None:
-        """fake_B = G(real_A) (and idt_B = G(real_B) for the identity NCE), one batched pass.
+        """fake_B = G(real_A) (and idt_B = G(real_B) for the identity NCE), one batched pass, or one
+        pass each when A and B differ in size (--preprocess none or scale_width).
 
         The same pass yields the sources' NCE-layer features (PatchNCE's keys), which CUT computes
         again with separate encoder passes; with a flip they must come from the unflipped input.
         """
         use_idt = self.opt.isTrain and self.opt.nce_idt
-        real = torch.cat([self.real_A, self.real_B]) if use_idt else self.real_A
+        sources = [self.real_A, self.real_B] if use_idt else [self.real_A]
         self.flipped = bool(self.opt.isTrain and self.opt.flip_equivariance and torch.rand(()) < 0.5)
         if self.flipped:
-            real = real.flip(3)
-        fake, feats = self.netG.forward_with_features(real, self.nce_layers)
-        n = self.real_A.shape[0]
-        self.fake_B = fake[:n]
-        self.idt_B = fake[n:] if use_idt else None
-        keys = None if self.flipped else [f.detach() for f in feats]
-        self.keys_A = None if keys is None else [f[:n] for f in keys]
-        self.keys_B = None if keys is None else [f[n:] for f in keys]
+            sources = [real.flip(3) for real in sources]
+        if len({real.shape[1:] for real in sources}) > 1:
+            passes = [self.netG.forward_with_features(real, self.nce_layers) for real in sources]
+        else:
+            fake, feats = self.netG.forward_with_features(torch.cat(sources), self.nce_layers)
+            sizes = [real.shape[0] for real in sources]
+            passes = zip(fake.split(sizes), zip(*[f.split(sizes) for f in feats]))
+        (self.fake_B, keys_A), (self.idt_B, keys_B) = [*passes, (None, None)][:2]
+        self.keys_A = None if self.flipped else [f.detach() for f in keys_A]
+        self.keys_B = None if self.flipped or keys_B is None else [f.detach() for f in keys_B]
 
     @torch.inference_mode()
     def translate(self, images: torch.Tensor) -> torch.Tensor:
@@ -218,8 +223,9 @@ class CUTModel(BaseModel):
 
     def batched(self, fn: Callable[[torch.Tensor], torch.Tensor], *batches: torch.Tensor) -> list[torch.Tensor]:
         """fn on each batch, as one concatenated pass: equal to separate passes with per-sample (instance)
-        normalization, and faster; batch norm would mix the batches' statistics, so it gets separate passes."""
-        if self.opt.normD == "batch":
+        normalization, and faster; batch norm would mix the batches' statistics, and batches of different
+        image sizes (A and B with --preprocess none) cannot be concatenated: those get separate passes."""
+        if self.opt.normD == "batch" or len({batch.shape[1:] for batch in batches}) > 1:
             return [fn(batch) for batch in batches]
         return list(fn(torch.cat(batches)).split([batch.shape[0] for batch in batches]))
 

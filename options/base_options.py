@@ -11,7 +11,8 @@ from pathlib import Path
 
 import data
 import models
-from options.common import str2bool
+from options.common import available_cpus, str2bool
+from options.unavailable_choices import check_available, choices_with_unavailable, unavailable_help
 
 NETG_CHOICES = ("resnet_9blocks", "resnet_6blocks", "resnet_4blocks")
 NETD_CHOICES = ("basic", "n_layers", "pixel")
@@ -48,10 +49,14 @@ class BaseOptions:
                             "one, else CPU. For several GPUs launch with torchrun (see docs/scaling_up.md)")
         g.add_argument("--seed", type=int, default=0,
                        help="random seed for weights, data order, augmentation and Langevin noise")
-        g.add_argument("--model", default="cut", choices=models.available(), help="which model")
+        g.add_argument("--model", default="cut", choices=choices_with_unavailable("model", models.available()),
+                       help="which model" + unavailable_help("model"))
         g.add_argument("--verbose", action="store_true", help="print network architectures")
         g.add_argument("--suffix", default="",
                        help="appended to --name, formatted with the options: e.g. {model}_{netG}")
+        g.add_argument("--easy_label", default="experiment_name",
+                       help="a readable label for the run; recorded in train_opt.txt, used by nothing (as in CUT, "
+                            "where only its experiment launcher reads it)")
 
         g = parser.add_argument_group("networks")
         g.add_argument("--input_nc", type=int, default=3, choices=(1, 3),
@@ -60,11 +65,11 @@ class BaseOptions:
                        help="output image channels: 3 for RGB, 1 for grayscale")
         g.add_argument("--ngf", type=int, default=64, help="generator filters in the first conv layer")
         g.add_argument("--ndf", type=int, default=64, help="discriminator filters in the first conv layer")
-        g.add_argument("--netG", default="resnet_9blocks", choices=NETG_CHOICES,
-                       help="generator architecture")
-        g.add_argument("--netD", default="basic", choices=NETD_CHOICES,
+        g.add_argument("--netG", default="resnet_9blocks", choices=choices_with_unavailable("netG", NETG_CHOICES),
+                       help="generator architecture" + unavailable_help("netG"))
+        g.add_argument("--netD", default="basic", choices=choices_with_unavailable("netD", NETD_CHOICES),
                        help="discriminator: basic = 70x70 PatchGAN, n_layers = PatchGAN with "
-                            "--n_layers_D layers, pixel = 1x1 PatchGAN")
+                            "--n_layers_D layers, pixel = 1x1 PatchGAN" + unavailable_help("netD"))
         g.add_argument("--n_layers_D", type=int, default=3, help="layers of the n_layers discriminator")
         g.add_argument("--normG", default="instance", choices=NORM_CHOICES, help="generator normalization")
         g.add_argument("--normD", default="instance", choices=NORM_CHOICES,
@@ -81,25 +86,36 @@ class BaseOptions:
                             "results differ from float32 beyond rounding)")
         g.add_argument("--no_antialias_up", action="store_true",
                        help="transposed convolutions instead of anti-aliased upsampling")
+        g.add_argument("--stylegan2_G_num_downsampling", type=int, default=1,
+                       help="downsamplings of the StyleGAN2 generators (--netG stylegan2, not built yet); "
+                            "no effect on the ResNet generators, as in CUT")
 
         g = parser.add_argument_group("data")
-        g.add_argument("--dataset_mode", default="unaligned", choices=data.available(),
-                       help="unaligned: unpaired A/B folders; single: one folder (testing)")
+        g.add_argument("--dataset_mode", default="unaligned",
+                       choices=choices_with_unavailable("dataset_mode", data.available()),
+                       help="unaligned: unpaired A/B folders; single: one folder of images (testing)"
+                            + unavailable_help("dataset_mode"))
         g.add_argument("--direction", default="AtoB", choices=("AtoB", "BtoA"), help="translation direction")
         g.add_argument("--serial_batches", action="store_true",
                        help="take images in order (else shuffled, and B paired at random)")
-        g.add_argument("--num_threads", type=int, default=4, help="data loading worker processes")
+        g.add_argument("--num_threads", type=int, default=min(4, available_cpus()),
+                       help="data loading worker processes: CUT's 4, or one per CPU core where there are "
+                            "fewer (more only slow the machine down); 0 = load in the main process")
         g.add_argument("--batch_size", type=int, default=1, help="images per batch (per process under torchrun)")
         g.add_argument("--load_size", type=int, default=286, help="scale images to this size")
         g.add_argument("--crop_size", type=int, default=256, help="then crop to this size")
         g.add_argument("--max_dataset_size", type=int, default=float("inf"),
                        help="use at most this many images per domain")
-        g.add_argument("--preprocess", default="resize_and_crop", choices=PREPROCESS_CHOICES,
-                       help="scaling and cropping of images at load time")
+        g.add_argument("--preprocess", default="resize_and_crop",
+                       choices=choices_with_unavailable("preprocess", PREPROCESS_CHOICES),
+                       help="scaling and cropping of images at load time" + unavailable_help("preprocess"))
         g.add_argument("--no_flip", action="store_true", help="no random horizontal flips")
         g.add_argument("--display_winsize", type=int, default=256, help="display window size (visdom, HTML)")
+        g.add_argument("--random_scale_max", type=float, default=3.0,
+                       help="random zoom range of SinCUT's single-image dataset (not built yet); no effect on "
+                            "the unaligned and single datasets, as in CUT")
         g.add_argument("--epoch", default="latest",
-                       help="which checkpoint to load: latest, best, or an epoch number")
+                       help="which checkpoint to load: latest, best, an epoch number, or iter_N (--save_by_iter)")
         return parser
 
     def gather_options(self, argv: list[str] | None) -> argparse.Namespace:
@@ -109,8 +125,10 @@ class BaseOptions:
                              description=self.__doc__, add_help=False)
         parser = self.initialize(parser)
         known, _ = parser.parse_known_args(argv)
+        check_available(known, parser.error, ("model",))  # before its hook, which only built models have
         parser = models.get_option_setter(known.model)(parser, self.is_train)
         known, _ = parser.parse_known_args(argv)
+        check_available(known, parser.error, ("dataset_mode",))
         parser = data.get_option_setter(known.dataset_mode)(parser, self.is_train)
         parser.set_defaults(**self.run_defaults(argv))
         parser.add_argument("-h", "--help", action="help", help="show this help message and exit")
@@ -123,6 +141,7 @@ class BaseOptions:
 
     def validate(self, opt: argparse.Namespace) -> None:
         """Reject impossible combinations before any work starts (argparse-style exit 2)."""
+        check_available(opt, self.parser.error)
         if opt.batch_size < 1:
             self.parser.error("--batch_size must be at least 1")
         if opt.crop_size < 1 or opt.load_size < 1:

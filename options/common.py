@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def str2bool(value: str | bool) -> bool:
@@ -14,3 +15,11 @@ def str2bool(value: str | bool) -> bool:
     if lowered in ("no", "false", "f", "n", "0", "off"):
         return False
     raise argparse.ArgumentTypeError(f"boolean value expected, got {value!r}")
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on: its affinity mask where the OS has one (what torch's
+    DataLoader compares --num_threads with before warning of "excessive worker creation")."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1

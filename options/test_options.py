@@ -3,27 +3,64 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from options.base_options import BaseOptions
+from options.common import available_cpus
 
 # Options that fix the generator's shape or the images it was trained on. test.py takes their
-# defaults from the training run (train_opt.json), so users need not repeat them as CUT required.
-INHERITED_FROM_TRAINING = ("model", "CUT_mode", "netG", "ngf", "normG", "input_nc", "output_nc",
-                           "no_dropout", "no_antialias", "no_antialias_up", "init_type", "direction",
-                           "crop_size")
+# defaults from the training run (train_opt.json, or the reference CUT's train_opt.txt), so users
+# need not repeat them as CUT required.
+GENERATOR_SHAPE = ("netG", "ngf", "normG", "input_nc", "output_nc", "no_dropout", "no_antialias", "no_antialias_up")
+INHERITED_FROM_TRAINING = ("model", "CUT_mode", *GENERATOR_SHAPE, "init_type", "direction", "crop_size")
+# train.py --pretrained_name takes these defaults from the run it starts from: what fixes the
+# shapes of G's, D's and F's weights.
+PRETRAINED_SHAPE = (*GENERATOR_SHAPE, "netD", "ndf", "n_layers_D", "normD", "netF", "netF_nc", "nce_layers")
+
+_OPTION_LINE = re.compile(r"^\s*(\w+): (.*?)\s*(?:\t\[default: .*\])?$")
+
+
+def _option_value(text: str) -> object:
+    """A value as the reference's train_opt.txt prints it ("True", "8", "0.02", "None") -> Python."""
+    if text in ("True", "False", "None"):
+        return {"True": True, "False": False, "None": None}[text]
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
 
 
 def training_options(checkpoints_dir: str, name: str) -> dict:
-    """The options a run was trained with, or {} when the run has no train_opt.json."""
-    path = Path(checkpoints_dir) / name / "train_opt.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """The options a run was trained with: its train_opt.json, else its train_opt.txt (the reference
+    CUT's format, "   key: value   [default: ...]" per line, which this project writes too), else {}."""
+    run_dir = Path(checkpoints_dir) / name
+    if (run_dir / "train_opt.json").is_file():
+        return json.loads((run_dir / "train_opt.json").read_text())
+    if (run_dir / "train_opt.txt").is_file():
+        found = (_OPTION_LINE.match(line) for line in (run_dir / "train_opt.txt").read_text().splitlines())
+        return {match[1]: _option_value(match[2]) for match in found if match}
+    return {}
 
 
-def differing_options_hint(opt: argparse.Namespace) -> str:
-    """"; options that differ from training: --ngf 16 (trained with 64)", or "" (for load errors)."""
-    trained = training_options(opt.checkpoints_dir, opt.name)
-    differing = [f"--{k} {getattr(opt, k)} (trained with {trained[k]})" for k in INHERITED_FROM_TRAINING
+def run_options_named_in(argv: list[str] | None, name_flag: str) -> dict:
+    """training_options() of the run that `name_flag` (--name, --pretrained_name) names in `argv`."""
+    probe = argparse.ArgumentParser(add_help=False)
+    probe.add_argument(name_flag, dest="name", default="experiment_name" if name_flag == "--name" else None)
+    probe.add_argument("--checkpoints_dir", default="./checkpoints")
+    known, _ = probe.parse_known_args(argv)
+    return training_options(known.checkpoints_dir, known.name) if known.name else {}
+
+
+def differing_options_hint(opt: argparse.Namespace, *, name: str | None = None,
+                           keys: tuple[str, ...] = INHERITED_FROM_TRAINING) -> str:
+    """"; options that differ from training: --ngf 16 (trained with 64)", or "" (for load errors).
+
+    Compares `keys` of `opt` with the options of run `name` (default: opt.name)."""
+    trained = training_options(opt.checkpoints_dir, name or opt.name)
+    differing = [f"--{k} {getattr(opt, k)} (trained with {trained[k]})" for k in keys
                  if k in trained and k != "crop_size" and str(getattr(opt, k, None)) != str(trained[k])]
     return f"; options that differ from training: {', '.join(differing)}" if differing else ""
 
@@ -42,18 +79,23 @@ class TestOptions(BaseOptions):
                        help="translate at most this many images (default: all)")
         g.add_argument("--eval", action="store_true",
                        help="kept for CUT compatibility; the generator always runs in eval mode")
+        g.add_argument("--aspect_ratio", type=float, default=1.0,
+                       help="CycleGAN's: stretch the saved images to height / width = ASPECT_RATIO x the "
+                            "translation's (>1 taller, <1 wider; 1 = as translated)")
         # As in CUT's test.py: in order, no flip, one image per batch (fastest per image on CPU; a
         # larger --batch_size pays off on a GPU), images resized to the crop size.
-        parser.set_defaults(serial_batches=True, no_flip=True, dataset_mode="single", num_threads=2,
-                            batch_size=1, load_size=256)
+        parser.set_defaults(serial_batches=True, no_flip=True, dataset_mode="single",
+                            num_threads=min(2, available_cpus()), batch_size=1, load_size=256)
         return parser
 
+    def validate(self, opt: argparse.Namespace) -> None:
+        super().validate(opt)
+        if opt.aspect_ratio <= 0:
+            self.parser.error(f"--aspect_ratio {opt.aspect_ratio} must be positive (height / width of the saved "
+                              "images, relative to the translation's)")
+
     def run_defaults(self, argv: list[str] | None) -> dict:
-        probe = argparse.ArgumentParser(add_help=False)
-        probe.add_argument("--name", default="experiment_name")
-        probe.add_argument("--checkpoints_dir", default="./checkpoints")
-        known, _ = probe.parse_known_args(argv)
-        trained = training_options(known.checkpoints_dir, known.name)
+        trained = run_options_named_in(argv, "--name")
         defaults = {k: trained[k] for k in INHERITED_FROM_TRAINING if k in trained}
         if "crop_size" in defaults:
             defaults["load_size"] = defaults["crop_size"]

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from options.base_options import BaseOptions
+from options.test_options import PRETRAINED_SHAPE, run_options_named_in
 
 
 class TrainOptions(BaseOptions):
@@ -32,6 +34,9 @@ class TrainOptions(BaseOptions):
         g = parser.add_argument_group("checkpoints")
         g.add_argument("--save_latest_freq", type=int, default=5000,
                        help="save the 'latest' checkpoint every N iterations")
+        g.add_argument("--save_by_iter", action="store_true",
+                       help="name the checkpoints saved every --save_latest_freq iterations iter_N (N = iteration) "
+                            "instead of latest, keeping each; test or resume one with --epoch iter_N")
         g.add_argument("--save_epoch_freq", type=int, default=5,
                        help="save a per-epoch checkpoint every N epochs")
         g.add_argument("--continue_train", action="store_true",
@@ -39,6 +44,11 @@ class TrainOptions(BaseOptions):
                             "iteration and RNG state included)")
         g.add_argument("--epoch_count", type=int, default=1,
                        help="first epoch number of a fresh run (a resumed run reads it from its state)")
+        g.add_argument("--pretrained_name", default=None,
+                       help="start from the weights (G, D and F) of run CHECKPOINTS_DIR/PRETRAINED_NAME at --epoch, "
+                            "with fresh optimizers and a fresh CoopInit schedule (--coop_epochs 0 skips CoopInit); "
+                            "runs of the reference CUT code load too. Architecture options default to that "
+                            "run's. With --continue_train this run's own checkpoint, once it has one, wins")
         g.add_argument("--phase", default="train", help="data split to train on (DATAROOT/PHASE{A,B})")
 
         g = parser.add_argument_group("evaluation during training")
@@ -47,6 +57,9 @@ class TrainOptions(BaseOptions):
                             "generator is kept as best_net_G.pth (+ best.json). 0 = off")
         g.add_argument("--eval_max_images", type=int, default=0,
                        help="evaluate on at most this many test images per domain (0 = all)")
+        g.add_argument("--evaluation_freq", type=int, default=5000,
+                       help="accepted for CUT compatibility: the reference defines it but never reads it; use "
+                            "--eval_freq for FID/KID during training")
 
         g = parser.add_argument_group("optimization")
         g.add_argument("--n_epochs", type=int, default=200, help="epochs at the initial learning rate")
@@ -61,10 +74,23 @@ class TrainOptions(BaseOptions):
                        help="learning rate schedule")
         g.add_argument("--lr_decay_iters", type=int, default=50,
                        help="step policy: multiply the learning rate by 0.1 every N epochs")
+        g.add_argument("--pool_size", type=int, default=0,
+                       help="size of the buffer of earlier fakes that CycleGAN shows D; CUT uses none (the "
+                            "reference's CUT sets 0 and ignores other values), and neither does this code")
         return parser
+
+    def run_defaults(self, argv: list[str] | None) -> dict:
+        """With --pretrained_name, that run's network shapes: its weights then load without repeating them."""
+        trained = run_options_named_in(argv, "--pretrained_name")
+        return {k: trained[k] for k in PRETRAINED_SHAPE if k in trained}
 
     def validate(self, opt: argparse.Namespace) -> None:
         super().validate(opt)
+        if opt.pool_size < 0:
+            self.parser.error("--pool_size must be >= 0")
+        if opt.pool_size:
+            print(f"note: --pool_size {opt.pool_size} has no effect: CUT trains D on the current fakes only "
+                  "(the reference's CUT ignores it as well)", file=sys.stderr)
         for flag in ("n_epochs", "n_epochs_decay", "eval_freq", "eval_max_images"):
             if getattr(opt, flag) < 0:
                 self.parser.error(f"--{flag} must be >= 0")

@@ -48,6 +48,14 @@ def as_argv(flags: dict) -> list[str]:
     return argv
 
 
+def load_test_script():
+    """test.py as a module, loaded by path: `import test` could find the standard library's test package."""
+    spec = importlib.util.spec_from_file_location("coopinit_test_script", ROOT / "test.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _load_toy_generator():
     # datasets/ is a folder of scripts, not a package.
     spec = importlib.util.spec_from_file_location("make_toy_dataset", ROOT / "datasets" / "make_toy_dataset.py")

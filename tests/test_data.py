@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from data import create_dataset
+from data.image_folder import DatasetError
 from data.sampler import EpochSampler
 from data.transforms import preprocess
 from options.test_options import TestOptions
@@ -161,3 +162,56 @@ def test_sampler_split_across_processes_is_disjoint_and_equal():
     assert len(set().union(*shares)) == 6
     with pytest.raises(ValueError, match="--batch_size"):
         EpochSampler(3, batch_size=2, seed=0, shuffle=True, world_size=2)
+
+
+def test_single_dataset_reads_a_plain_folder_of_images_as_in_cut(tmp_path):
+    write_images(tmp_path / "horse2zebra" / "testA", [(20, 20)] * 2)
+    write_images(tmp_path / "horse2zebra" / "testB", [(20, 20)] * 3)
+    write_images(tmp_path / "photos" / "2020", [(20, 20)] * 2)  # nested, as CUT's recursive listing allows
+    write_images(tmp_path / "photos" / "2021", [(20, 20)])
+
+    def listed(dataroot: Path, *flags: str) -> list[str]:
+        argv = as_argv({"dataroot": dataroot, "checkpoints_dir": tmp_path / "none", "crop_size": 16,
+                        "load_size": 16}) + list(flags)
+        dataset = create_dataset(TestOptions().parse(argv))
+        return names(dataset[i]["A_paths"] for i in range(len(dataset)))
+
+    assert listed(tmp_path / "horse2zebra" / "testA") == ["testA/00.png", "testA/01.png"]  # CUT's form
+    assert listed(tmp_path / "horse2zebra") == ["testA/00.png", "testA/01.png"]  # a dataset folder
+    assert len(listed(tmp_path / "horse2zebra", "--direction", "BtoA")) == 3
+    assert listed(tmp_path / "photos") == ["2020/00.png", "2020/01.png", "2021/00.png"]
+
+
+@pytest.mark.parametrize("layout, detail", [
+    ("missing", "it does not exist"),
+    ("training splits only", "it has trainA, trainB but no testA"),
+    ("no images", "it holds no image files"),
+])
+def test_single_dataset_errors_name_both_forms_of_dataroot(tmp_path, layout, detail):
+    root = tmp_path / "data"
+    if layout == "training splits only":
+        write_images(root / "trainA", [(20, 20)])
+        write_images(root / "trainB", [(20, 20)])
+    elif layout == "no images":
+        root.mkdir()
+        (root / "notes.txt").write_text("no images here")
+    opt = TestOptions().parse(as_argv({"dataroot": root, "checkpoints_dir": tmp_path / "none"}))
+    with pytest.raises(DatasetError) as caught:
+        create_dataset(opt)
+    message = str(caught.value)
+    assert f"no images to translate in --dataroot {root}: {detail}" in message
+    assert "pass a folder of images (e.g. --dataroot datasets/horse2zebra/testA, as in CUT)" in message
+    assert "or a dataset folder with a testA subfolder (e.g. --dataroot datasets/horse2zebra)" in message
+
+
+@pytest.mark.parametrize("preprocess", ["none", "scale_width"])
+def test_images_of_several_sizes_in_one_batch_are_refused_naming_preprocess_and_batch_size(tmp_path, preprocess):
+    write_images(tmp_path / "trainA", [(16, 16), (16, 24)])
+    write_images(tmp_path / "trainB", [(20, 20)] * 2)
+    assert len(create_dataset(train_opt(tmp_path, preprocess=preprocess))) == 2  # batch size 1: fine
+    assert len(create_dataset(train_opt(tmp_path, preprocess="resize_and_crop", batch_size=2))) == 2
+    with pytest.raises(DatasetError) as caught:
+        create_dataset(train_opt(tmp_path, preprocess=preprocess, batch_size=2))
+    assert (f"--batch_size 2 stacks images into one tensor, but --preprocess {preprocess} keeps each image's "
+            in str(caught.value))
+    assert "trainA/00.png becomes 16x16" in str(caught.value) and "use --batch_size 1" in str(caught.value)

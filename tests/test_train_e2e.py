@@ -197,3 +197,24 @@ def test_training_lowers_the_nce_loss(tiny_train_args):
     assert len(nce) == 96
     first, last = np.mean(nce[:20]), np.mean(nce[-20:])
     assert last < 0.85 * first, (first, last)
+
+
+def write_noise(folder: Path, sizes: list[tuple[int, int]]) -> None:
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(len(sizes))
+    for i, (width, height) in enumerate(sizes):
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+
+
+@pytest.mark.parametrize("mode", ["CUT", "FastCUT"])  # identity pass or not, flips or not
+def test_preprocess_none_trains_on_a_and_b_images_of_different_sizes(tiny_train_args, tmp_path, mode, capsys):
+    root = tmp_path / "sizes"
+    write_noise(root / "trainA", [(44, 44), (40, 36)])
+    write_noise(root / "trainB", [(32, 32), (28, 36)])
+    argv = tiny_train_args(dataroot=root, preprocess="none", CUT_mode=mode, coop_epochs=0.5, n_epochs=2)
+    assert train.main(argv) == 0, capsys.readouterr().err
+    assert {e["stage"] for e in read_log(run_dir(argv))} == {"coop", "adversarial"}
+
+    assert train.main(argv + ["--name", "batched", "--batch_size", "2"]) == 2  # A's sizes differ within a batch
+    err = capsys.readouterr().err
+    assert "--batch_size 2 stacks images into one tensor, but --preprocess none keeps each image's size" in err

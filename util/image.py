@@ -19,3 +19,15 @@ def save_png(pixels: np.ndarray, path: str | Path) -> None:
     zlib level 1: on 256 px photos 3.7x faster than PIL's default 6 (5.5 vs 20 ms) for files 6 %
     larger; the pixels are the same (PNG is lossless)."""
     Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(path, compress_level=1)
+
+
+def stretch(pixels: np.ndarray, aspect_ratio: float) -> np.ndarray:
+    """CycleGAN's --aspect_ratio: (H, W, C) uint8 resized (bicubic) to height / width = aspect_ratio * H / W,
+    by lengthening one side: the height when aspect_ratio > 1, the width when < 1 (for square images
+    the size CycleGAN's save_image gives). aspect_ratio 1 returns `pixels` unchanged."""
+    if aspect_ratio == 1.0:
+        return pixels
+    height, width, channels = pixels.shape
+    size = (width, int(height * aspect_ratio)) if aspect_ratio > 1.0 else (int(width / aspect_ratio), height)
+    image = Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels).resize(size, Image.Resampling.BICUBIC)
+    return np.asarray(image).reshape(size[1], size[0], channels)

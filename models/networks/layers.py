@@ -53,6 +53,13 @@ class Upsample(nn.Module):
     centres (weights 3/4, 1/4, clamped edges), which runs far faster than the depthwise
     transposed convolution CUT uses; tests/test_networks.py checks the equality."""
 
+    @staticmethod
+    def transposed_filter() -> torch.Tensor:
+        """The (4, 4) filter of CUT's transposed-convolution form of this upsampling: the binomial
+        [1, 3, 3, 1] blur, times 4 for the inserted zeros. CUT stores it per channel as a buffer
+        `filt`; reading its checkpoints checks theirs against this one."""
+        return _binomial_filter(4) * 4
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
 
