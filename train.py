@@ -270,6 +270,7 @@ class Trainer:
         items = [self.dataset[(self.epoch, i)] for i in range(min(CALIBRATION_IMAGES, len(self.dataset)))]
         calibration = self.model.on_stage_switch(self.iteration, items)
         if calibration is not None:
+            self.dist.share_model(self.model.nets.values(), [])  # GPU kernels may differ in the last bit: rank 0's
             self.log.message(f"=== CoopInit: D's outputs calibrated for --gan_mode {self.opt.gan_mode} on "
                              f"{len(items)} real and {len(items)} generated training images: raw scores x "
                              f"{calibration.scale:.4g} {calibration.shift:+.4g}; D's loss on them "
