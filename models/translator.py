@@ -47,11 +47,13 @@ def size_multiple(generator: torch.nn.Module) -> int:
     return getattr(generator, "size_multiple", 1)
 
 
-def pad_to_multiple(images: torch.Tensor, multiple: int) -> torch.Tensor:
-    """(N, C, H, W) padded at the bottom and right (PAD_MODE) to sides divisible by `multiple`."""
-    height, width = images.shape[-2:]
-    pad_h, pad_w = -height % multiple, -width % multiple
-    return F.pad(images, (0, pad_w, 0, pad_h), mode=PAD_MODE) if pad_h or pad_w else images
+def pad_to_multiple(images: torch.Tensor, multiple: int, mode: str = PAD_MODE) -> torch.Tensor:
+    """(N, C, H, W) padded at the bottom and right to sides divisible by `multiple` (a copy).
+    TorchScript- and torch.export-friendly: export.py puts it in the exported graph."""
+    height, width = images.shape[-2], images.shape[-1]
+    pad_h = (multiple - height % multiple) % multiple
+    pad_w = (multiple - width % multiple) % multiple
+    return F.pad(images, (0, pad_w, 0, pad_h), mode=mode)
 
 
 class Translator:
@@ -64,7 +66,8 @@ class Translator:
         on any device -> float32 tensor of the same layout in [-1, 1], on the input's device;
       - a list of any of these (sizes may differ) -> a list.
     A 4-D tensor is translated as one batch (image by image when tiled); the rest one by one.
-    Sides need not be multiples of anything: images are padded (PAD_MODE) and cropped back.
+    Sides need not be multiples of anything: images are padded (`pad_mode`, default PAD_MODE) and
+    cropped back.
 
     Tiling: with `tile` set, images with a side over `tile` pixels are translated in overlapping
     tiles (models/tiling.py: same result up to float rounding, bounded memory, several times the
@@ -83,6 +86,7 @@ class Translator:
         self.multiple = size_multiple(model.netG)
         self.receptive_field = receptive_field(model.netG)
         self.progress = progress
+        self.pad_mode = PAD_MODE
         self.tile_overlap = default_overlap(self.receptive_field, self.multiple) if tile_overlap is None else tile_overlap
         self.tile = None if tile is None else self.check_tile(tile)
 
@@ -135,10 +139,11 @@ class Translator:
         return out[:, :, :height, :width]
 
     def _untiled(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.translate(pad_to_multiple(images, self.multiple))
+        return self.model.translate(pad_to_multiple(images, self.multiple, self.pad_mode))
 
     def _tiled(self, image: torch.Tensor, tile: int) -> torch.Tensor:
-        return translate_tiled(self.model.translate, pad_to_multiple(image, self.multiple), generator=self.model.netG,
+        return translate_tiled(self.model.translate, pad_to_multiple(image, self.multiple, self.pad_mode),
+                               generator=self.model.netG,
                                tile=tile, overlap=self.tile_overlap, multiple=self.multiple, progress=self.progress)
 
     def _check(self, images: torch.Tensor) -> None:
