@@ -85,17 +85,17 @@ class TestOptions(BaseOptions):
         g = parser.add_argument_group("full resolution, tiles, video (docs/using_a_trained_model.md)")
         g.add_argument("--tile", type=int, default=None,
                        help="translate images larger than this many pixels in overlapping tiles, with image-wide "
-                            "instance-norm statistics (bounded memory, several times slower); default: tile only an "
+                            "instance-norm statistics (bounded memory, several times slower); unset: tile only an "
                             "image that would not fit in memory, with the largest tiles that fit")
         g.add_argument("--tile_overlap", type=int, default=None,
                        help="overlap of neighbouring tiles in pixels, a multiple of 4 under half of --tile "
-                            "(default: half the generator's receptive field, 92 for resnet_9blocks)")
+                            "(unset: half the generator's receptive field, 92 px for resnet_9blocks)")
         g.add_argument("--video", default=None,
                        help="translate this video file (frame by frame, audio copied) instead of DATAROOT; needs --out")
         g.add_argument("--out", default=None, help="the translated video to write (--video); its extension picks the "
                                                    "container, e.g. .mp4 or .mkv")
         g.add_argument("--video_codec", default=None,
-                       help="video encoder for --out, e.g. libx264, mpeg4, libvpx-vp9 (default: libx264, else mpeg4)")
+                       help="video encoder for --out, e.g. libx264, mpeg4, libvpx-vp9 (unset: libx264, else mpeg4)")
         # As in CUT's test.py: in order, no flip, one image per batch (fastest per image on CPU; a
         # larger --batch_size pays off on a GPU), images resized to the crop size.
         parser.set_defaults(serial_batches=True, no_flip=True, dataset_mode="single",
