@@ -33,10 +33,10 @@ def smooth_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
     return (0.7 * coarse + 0.3 * (torch.rand(1, 3, height, width, generator=gen) * 2 - 1)).clamp(-1, 1)
 
 
-def random_translator(*, ngf: int = 8, netG: str = "resnet_4blocks", **kwargs) -> Translator:
+def random_translator(*extra: str, ngf: int = 8, netG: str = "resnet_4blocks", **kwargs) -> Translator:
     """An untrained generator (seeded) behind a Translator: tiling maths does not depend on training."""
     torch.manual_seed(0)
-    opt = TestOptions().parse(["--gpu_ids", "-1", "--ngf", str(ngf), "--netG", netG])
+    opt = TestOptions().parse(["--gpu_ids", "-1", "--ngf", str(ngf), "--netG", netG, *extra])
     model = create_model(opt, torch.device("cpu"))
     model.prepare_inference()
     return Translator(model, **kwargs)
@@ -151,6 +151,17 @@ def test_tiled_translation_matches_the_untiled_one():
     translate.tile = translate.check_tile(128)
     tiled = translate(image)
     assert tiled.shape == untiled.shape
+    assert psnr(tiled, untiled) > 40
+
+
+@pytest.mark.slow  # bfloat16 is emulated on CPUs without AVX512-BF16: minutes
+def test_tiled_translation_with_bfloat16_weights():
+    translate = random_translator("--amp")
+    image = smooth_image(160, 140)
+    untiled = translate(image)
+    translate.tile = translate.check_tile(108)
+    tiled = translate(image)
+    assert tiled.dtype == torch.float32
     assert psnr(tiled, untiled) > 40
 
 
