@@ -67,9 +67,8 @@ def metadata(opt: argparse.Namespace, multiple: int) -> dict:
 
 def export_torchscript(module: nn.Module, path: Path, meta: dict) -> None:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.script is deprecated": still the TorchScript way
-        scripted = torch.jit.script(module)
-    torch.jit.save(scripted, str(path), _extra_files={METADATA_FILE: json.dumps(meta)})
+        warnings.simplefilter("ignore", FutureWarning)  # "torch.jit is deprecated": still the TorchScript way
+        torch.jit.save(torch.jit.script(module), str(path), _extra_files={METADATA_FILE: json.dumps(meta)})
 
 
 def export_onnx(module: nn.Module, path: Path, meta: dict, *, channels: int) -> None:

@@ -69,9 +69,10 @@ VARIABLE_SIZE_MODES = {"none": "keeps each image's size", "scale_width": "keeps 
 
 
 def output_size(size: tuple[int, int], opt: argparse.Namespace) -> tuple[int, int]:
-    """(width, height) that `preprocess` gives an image of `size` in VARIABLE_SIZE_MODES."""
+    """(width, height) that `preprocess` gives an image of `size` in VARIABLE_SIZE_MODES (testing
+    keeps "none" images' exact size)."""
     if opt.preprocess == "none":
-        return _multiple_size(size)
+        return _multiple_size(size) if getattr(opt, "isTrain", True) else size
     return _scale_width_size(size, opt.load_size, opt.crop_size)
 
 

@@ -32,8 +32,8 @@ from util.runtime import select_device
 # Padding of sides that are not a multiple of the generator's, chosen by measurement (bench/
 # full_resolution.py padding; docs/using_a_trained_model.md): half the border error of reflect.
 PAD_MODE = "replicate"
-# Peak memory of an untiled float32 translation per input pixel and generator filter (--ngf),
-# measured on CPU (bench/full_resolution.py memory): decides when to tile, and how large.
+# Peak memory of an untiled float32 translation per input pixel and generator filter (--ngf): 26-28
+# measured on CPU (bench/full_resolution.py memory), 40 with a margin. Decides when to tile, and how large.
 BYTES_PER_PIXEL_PER_FILTER = 40.0
 MEMORY_HEADROOM = 0.5  # use at most this share of the free memory for one translation
 
@@ -208,7 +208,8 @@ def load_translator(run: str | Path, *, epoch: str | int = "latest", device: str
                     progress: bool = False) -> Translator:
     """The generator of a training run, ready to translate images (see Translator for the call).
 
-    run: the run's folder, e.g. "checkpoints/h2z" (train_opt.json there gives the architecture).
+    run: the run's folder, e.g. "checkpoints/h2z" (its train_opt.json, or the reference CUT's
+        train_opt.txt, gives the architecture).
     epoch: which checkpoint: "latest", "best" or an epoch number.
     device: "cpu", "cuda", "cuda:1"... (default: the first GPU if there is one, else the CPU).
     amp: bfloat16 weights (faster on GPUs and recent CPUs; 8-bit outputs within 1-2 levels).
@@ -217,9 +218,10 @@ def load_translator(run: str | Path, *, epoch: str | int = "latest", device: str
     Raises FileNotFoundError (no such run or checkpoint), CheckpointError and TileError.
     """
     run = Path(run)
-    if not (run / "train_opt.json").is_file():
-        raise FileNotFoundError(f"{run / 'train_opt.json'} not found: pass a training run's folder, "
-                                "e.g. checkpoints/NAME (it holds train_opt.json and EPOCH_net_G.pth)")
+    if not any((run / name).is_file() for name in ("train_opt.json", "train_opt.txt")):
+        raise FileNotFoundError(f"no train_opt.json or train_opt.txt in {run}: pass a training run's folder, "
+                                "e.g. checkpoints/NAME (it holds the options and EPOCH_net_G.pth; the reference "
+                                "CUT code's runs work too)")
     argv = ["--checkpoints_dir", str(run.parent), "--name", run.name, "--epoch", str(epoch)]
     argv += ["--amp"] if amp else []
     argv += ["--tile", str(tile)] if tile is not None else []
