@@ -100,6 +100,9 @@ def test_padding_goes_bottom_right_and_cropping_gives_the_size_back():
     assert padded.shape[-2:] == (40, 48)
     assert torch.equal(padded[..., :37, :45], images)
     assert torch.equal(pad_to_multiple(padded, 4), padded)
+    translate = random_translator()
+    assert translate._padded(padded) is padded  # no copy of a large image that needs no padding
+    assert torch.equal(translate._padded(images), pad_to_multiple(images, 4, translate.pad_mode))
 
 
 def test_api_errors_name_the_problem(tiny_trained_run, tmp_path):
