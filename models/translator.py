@@ -220,7 +220,8 @@ def load_translator(run: str | Path, *, epoch: str | int = "latest", device: str
     amp: bfloat16 weights (faster on GPUs and recent CPUs; 8-bit outputs within 1-2 levels).
     tile, tile_overlap: tiled translation (pixels); None = tile only what would not fit in memory.
     progress: a progress bar over the tiles of a tiled image.
-    Raises FileNotFoundError (no such run or checkpoint), CheckpointError and TileError.
+    Raises FileNotFoundError (no such run), CheckpointError (no weights for `epoch`, or weights that
+    do not fit the options) and TileError.
     """
     run = Path(run)
     if not any((run / name).is_file() for name in ("train_opt.json", "train_opt.txt")):
