@@ -218,7 +218,8 @@ def translate_tiled(forward: Callable[[torch.Tensor], torch.Tensor], image: torc
     image: (1, C, H, W) in [-1, 1], H and W multiples of `multiple`, on the generator's device.
     tile, overlap: tile side and overlap in pixels, multiples of `multiple`, 0 <= overlap < tile.
     Returns (1, C', H, W) float32 in [-1, 1] on the image's device. Memory: the image, the output
-    and one tile's activations, however large the image. Time: one pass per norm layer, each
+    and one tile's activations, however large the image (plus what the allocator keeps: measured
+    in docs/using_a_trained_model.md). Time: one pass per norm layer, each
     stopping at its layer, then the translating pass: 18x to 35x an untiled translation on a CPU
     (measured, docs/using_a_trained_model.md), less with larger tiles.
     """
