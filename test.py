@@ -1,12 +1,15 @@
-"""Translate a test split with a trained generator: image folders and an HTML page.
+"""Translate a test split with a trained generator: image folders and an HTML page; or a video.
 
     python test.py --dataroot ./datasets/horse2zebra --name h2z
+    python test.py --dataroot photos --name h2z --preprocess none --tile 512    # full size, tiled
+    python test.py --name h2z --video horse.mp4 --out zebra.mp4
 
 Writes RESULTS_DIR/NAME/PHASE_EPOCH/images/{real_A,fake_B}/<input name>.png, real_B/<input name>.png
 (the target domain's image of the same index, cycled, for comparison; when DATAROOT/PHASEB exists)
 and index.html.
 Architecture options default to the training run's (checkpoints/NAME/train_opt.json, or the
-train_opt.txt that the reference CUT code writes).
+train_opt.txt that the reference CUT code writes). Translation goes through models.translator, the same
+code as the Python API (docs/using_a_trained_model.md).
 """
 from __future__ import annotations
 
@@ -23,12 +26,14 @@ from tqdm import tqdm
 from data import create_dataset
 from data.image_folder import DatasetError
 from data.single_dataset import SingleDataset
-from models import create_model
-from options.test_options import TestOptions, differing_options_hint
+from models.tiling import TileError
+from models.translator import InferenceMemoryError, build_translator
+from options.test_options import TestOptions
 from util.checkpoint import CheckpointError
 from util.image import save_png, stretch, to_uint8
 from util.results_page import SCORE_JSON, write_results_page
-from util.runtime import keep_freed_memory, select_device
+from util.runtime import keep_freed_memory
+from util.video import VideoError, VideoReport, translate_video
 
 
 def reference_images(opt: argparse.Namespace) -> SingleDataset | None:
@@ -44,15 +49,9 @@ def reference_images(opt: argparse.Namespace) -> SingleDataset | None:
 
 def translate(opt: argparse.Namespace) -> Path:
     """Run the generator over the split; return the results folder."""
-    device = select_device(opt.gpu_ids)
     dataset = create_dataset(opt)
-    model = create_model(opt, device)
-    run_dir = Path(opt.checkpoints_dir) / opt.name
-    try:
-        model.load_networks(run_dir, opt.epoch, ["G"])
-    except CheckpointError as err:
-        raise CheckpointError(f"{err}{differing_options_hint(opt)}") from err
-    model.prepare_inference()
+    translator = build_translator(opt, progress=True)
+    device = translator.device
 
     count = int(min(opt.num_test, len(dataset)))
     subset = torch.utils.data.Subset(dataset, range(count))
@@ -72,7 +71,7 @@ def translate(opt: argparse.Namespace) -> Path:
     pending = []
     with ThreadPoolExecutor(max_workers=2) as writer, tqdm(total=count, desc="translating", unit="img") as bar:
         for batch in loader:
-            fake = model.translate(batch["A"])
+            fake = translator(batch["A"])
             for kind, images in (("real_A", batch["A"]), ("fake_B", fake)):
                 for path, pixels in zip(batch["A_paths"], to_uint8(images)):
                     pending.append(writer.submit(save_png, stretch(pixels, opt.aspect_ratio),
@@ -91,13 +90,26 @@ def translate(opt: argparse.Namespace) -> Path:
     return out_dir
 
 
+def translate_video_file(opt: argparse.Namespace) -> VideoReport:
+    """--video IN --out OUT: every frame translated, size, frame rate, frame count and audio kept."""
+    translator = build_translator(opt)
+    report = translate_video(translator, opt.video, opt.out, channels=opt.input_nc, codec=opt.video_codec)
+    print(f"{opt.out}: {report.frames} frames, {report.width}x{report.height}, {float(report.frame_rate):.3g} fps, "
+          f"{report.audio_streams} audio stream(s) copied; flicker (mean change between frames, 0-255): input "
+          f"{report.flicker_input:.2f}, output {report.flicker_output:.2f}")
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     options = TestOptions()
     opt = options.parse(argv)
     try:
+        if opt.video is not None:
+            translate_video_file(opt)
+            return 0
         out_dir = translate(opt)
-    except (DatasetError, CheckpointError, FileNotFoundError) as err:
+    except (DatasetError, CheckpointError, FileNotFoundError, TileError, VideoError, InferenceMemoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"results: {out_dir / 'index.html'}")

@@ -110,6 +110,19 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
 
 
+def convert_image(img: Image.Image, channels: int) -> Image.Image:
+    """Any PIL image as RGB (channels=3) or L (channels=1): alpha composited on white, palette and
+    CMYK images converted, 16-bit and float images rescaled to 8 bits."""
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        img = _to_8bit(img)
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA"):
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img.convert("RGBA"))
+    return img.convert("RGB" if channels == 3 else "L")
+
+
 def load_image(path: str | Path, channels: int) -> Image.Image:
     """Decode an image fully into RGB (channels=3) or L (channels=1).
 
@@ -119,13 +132,6 @@ def load_image(path: str | Path, channels: int) -> Image.Image:
     try:
         with Image.open(path) as img:
             img.load()
-            if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-                img = _to_8bit(img)
-            if img.mode == "P":
-                img = img.convert("RGBA")
-            if img.mode in ("RGBA", "LA"):
-                background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-                img = Image.alpha_composite(background, img.convert("RGBA"))
-            return img.convert("RGB" if channels == 3 else "L")
+            return convert_image(img, channels)
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise DatasetError(f"cannot read image {path}: {err} -- remove or replace the file") from err

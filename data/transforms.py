@@ -56,8 +56,8 @@ def _crop(img: Image.Image, size: int, rng: np.random.Generator | None, path: st
     return img.crop((x, y, x + size, y + size))
 
 
-def to_tensor(img: Image.Image) -> torch.Tensor:
-    """PIL image -> float tensor (C, H, W) in [-1, 1]."""
+def to_tensor(img: Image.Image | np.ndarray) -> torch.Tensor:
+    """PIL image or uint8 array (H, W[, C]) -> float tensor (C, H, W) in [-1, 1]."""
     arr = np.asarray(img, dtype=np.float32)
     if arr.ndim == 2:
         arr = arr[:, :, None]
@@ -69,9 +69,10 @@ VARIABLE_SIZE_MODES = {"none": "keeps each image's size", "scale_width": "keeps 
 
 
 def output_size(size: tuple[int, int], opt: argparse.Namespace) -> tuple[int, int]:
-    """(width, height) that `preprocess` gives an image of `size` in VARIABLE_SIZE_MODES."""
+    """(width, height) that `preprocess` gives an image of `size` in VARIABLE_SIZE_MODES (testing
+    keeps "none" images' exact size)."""
     if opt.preprocess == "none":
-        return _multiple_size(size)
+        return _multiple_size(size) if getattr(opt, "isTrain", True) else size
     return _scale_width_size(size, opt.load_size, opt.crop_size)
 
 
@@ -110,7 +111,7 @@ def preprocess(img: Image.Image, opt: argparse.Namespace, *, rng: np.random.Gene
         img = _scale_width(img, opt.load_size, opt.crop_size)
     if mode in ("resize_and_crop", "crop", "scale_width_and_crop"):
         img = _crop(img, opt.crop_size, rng, path)
-    elif mode == "none":
+    elif mode == "none" and rng is not None:  # testing keeps the size: the translator pads and crops back
         img = _make_multiple(img)
     if rng is not None and not opt.no_flip and rng.random() < 0.5:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)

@@ -26,3 +26,12 @@ def get_option_setter(name: str) -> Callable[[argparse.ArgumentParser, bool], ar
 
 def create_model(opt: argparse.Namespace, device: torch.device):
     return find_model_using_name(opt.model)(opt, device)
+
+
+def __getattr__(name: str):
+    # `from models import load_translator` without importing the options at package import time
+    # (options import this package's registry).
+    if name == "load_translator":
+        from models.translator import load_translator
+        return load_translator
+    raise AttributeError(f"module 'models' has no attribute {name!r}")

@@ -82,6 +82,20 @@ class TestOptions(BaseOptions):
         g.add_argument("--aspect_ratio", type=float, default=1.0,
                        help="CycleGAN's: stretch the saved images to height / width = ASPECT_RATIO x the "
                             "translation's (>1 taller, <1 wider; 1 = as translated)")
+        g = parser.add_argument_group("full resolution, tiles, video (docs/using_a_trained_model.md)")
+        g.add_argument("--tile", type=int, default=None,
+                       help="translate images larger than this many pixels in overlapping tiles, with image-wide "
+                            "instance-norm statistics (bounded memory, several times slower); unset: tile only an "
+                            "image that would not fit in memory, with the largest tiles that fit")
+        g.add_argument("--tile_overlap", type=int, default=None,
+                       help="overlap of neighbouring tiles in pixels, a multiple of 4 under half of --tile "
+                            "(unset: half the generator's receptive field, 92 px for resnet_9blocks)")
+        g.add_argument("--video", default=None,
+                       help="translate this video file (frame by frame, audio copied) instead of DATAROOT; needs --out")
+        g.add_argument("--out", default=None, help="the translated video to write (--video); its extension picks the "
+                                                   "container, e.g. .mp4 or .mkv")
+        g.add_argument("--video_codec", default=None,
+                       help="video encoder for --out, e.g. libx264, mpeg4, libvpx-vp9 (unset: libx264, else mpeg4)")
         # As in CUT's test.py: in order, no flip, one image per batch (fastest per image on CPU; a
         # larger --batch_size pays off on a GPU), images resized to the crop size.
         parser.set_defaults(serial_batches=True, no_flip=True, dataset_mode="single",
@@ -93,6 +107,8 @@ class TestOptions(BaseOptions):
         if opt.aspect_ratio <= 0:
             self.parser.error(f"--aspect_ratio {opt.aspect_ratio} must be positive (height / width of the saved "
                               "images, relative to the translation's)")
+        if (opt.video is None) != (opt.out is None):
+            self.parser.error("--video IN and --out OUT go together: the video to translate and the file to write")
 
     def run_defaults(self, argv: list[str] | None) -> dict:
         trained = run_options_named_in(argv, "--name")

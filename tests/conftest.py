@@ -85,3 +85,14 @@ def tiny_train_args(tmp_path, toy_dataroot):
         return as_argv({"dataroot": toy_dataroot, "checkpoints_dir": tmp_path / "checkpoints", "name": name,
                         **TINY_FLAGS, **flags})
     return build
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_run(tmp_path_factory, toy_dataroot) -> tuple[Path, str]:
+    """A finished tiny training run (plain CUT, one epoch): (checkpoints_dir, name). Read-only."""
+    import train
+    checkpoints = tmp_path_factory.mktemp("trained")
+    argv = as_argv({"dataroot": toy_dataroot, "checkpoints_dir": checkpoints, "name": "tiny", **TINY_FLAGS,
+                    "coop_epochs": 0})
+    assert train.main(argv) == 0
+    return checkpoints, "tiny"

@@ -33,6 +33,8 @@ class ResnetGenerator(nn.Module):
     the padded input, the two downsampling convolutions and residual blocks 1 and 5.
     """
 
+    size_multiple = 4  # two stride-2 downsamplings: other sides do not come back the same size
+
     def __init__(self, *, input_nc: int, output_nc: int, ngf: int = 64, n_blocks: int = 9,
                  norm: str = "instance", dropout: bool = False, antialias: bool = True,
                  antialias_up: bool = True):

@@ -61,7 +61,7 @@ class Upsample(nn.Module):
         return _binomial_filter(4) * 4
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
 
 def init_weights(net: nn.Module, *, init_type: str = "xavier", gain: float = 0.02) -> nn.Module:

@@ -1,0 +1,22 @@
+"""Export options: write a trained generator as TorchScript or ONNX (export.py)."""
+from __future__ import annotations
+
+import argparse
+
+from options.test_options import TestOptions
+
+
+class ExportOptions(TestOptions):
+    """Export CHECKPOINTS_DIR/NAME/EPOCH_net_G.pth as TorchScript or ONNX, with a parity check on DATAROOT's test images."""
+
+    def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser = super().initialize(parser)
+        g = parser.add_argument_group("export")
+        g.add_argument("--format", default="onnx", choices=("torchscript", "onnx"), help="file format to write")
+        g.add_argument("--export_path", default=None,
+                       help="file to write (default: CHECKPOINTS_DIR/NAME/EPOCH_net_G.pt or .onnx); FILE.json beside it "
+                            "records the options, input range and channel order")
+        g.add_argument("--parity_tolerance", type=float, default=1e-4,
+                       help="largest allowed |exported - PyTorch| on the parity images (output range [-1, 1])")
+        parser.set_defaults(num_test=4)
+        return parser

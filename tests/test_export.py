@@ -1,0 +1,75 @@
+"""export.py: TorchScript and ONNX files that load in a fresh process, take any size, match PyTorch."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import export
+from conftest import ROOT
+from models import load_translator
+
+# Runs in a fresh interpreter, as a consumer of the file would: no project code imported.
+CONSUMER = {
+    "torchscript": """
+import json, sys, numpy as np, torch
+files = {"coopinit.json": ""}
+module = torch.jit.load(sys.argv[1], map_location="cpu", _extra_files=files)
+np.save(sys.argv[3], module(torch.from_numpy(np.load(sys.argv[2]))).detach().numpy())
+print(files["coopinit.json"].decode())
+""",
+    "onnx": """
+import json, sys, numpy as np, onnx, onnxruntime
+meta = {p.key: p.value for p in onnx.load(sys.argv[1]).metadata_props}
+session = onnxruntime.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+np.save(sys.argv[3], session.run(None, {"image": np.load(sys.argv[2])})[0])
+print(json.dumps({"input": json.loads(meta["input"]), "options": json.loads(meta["options"])}))
+""",
+}
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_export_round_trip_in_a_fresh_process(fmt, tiny_trained_run, toy_dataroot, tmp_path, capsys):
+    checkpoints, name = tiny_trained_run
+    path = tmp_path / f"G.{'pt' if fmt == 'torchscript' else 'onnx'}"
+    assert export.main(["--name", name, "--checkpoints_dir", str(checkpoints), "--dataroot", str(toy_dataroot),
+                        "--format", fmt, "--export_path", str(path), "--gpu_ids", "-1", "--num_threads", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "max abs diff" in printed and "cropped to" in printed  # the parity table, odd size included
+    sidecar = json.loads(path.with_name(path.name + ".json").read_text())
+    assert sidecar["input"]["range"] == [-1.0, 1.0] and sidecar["input"]["channel_order"] == "RGB"
+    assert sidecar["options"]["ngf"] == 8 and sidecar["parity"]["max_abs_diff"] <= 1e-4
+
+    images = (torch.rand(2, 3, 37, 45, generator=torch.Generator().manual_seed(0)) * 2 - 1)  # odd H and W
+    np.save(tmp_path / "in.npy", images.numpy())
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", CONSUMER[fmt], str(path), str(tmp_path / "in.npy"),
+                             str(tmp_path / "out.npy")], capture_output=True, text=True, env=env, cwd=tmp_path,
+                            check=True)
+    meta = json.loads(result.stdout.strip().splitlines()[-1])
+    assert meta["input"]["from_8bit"] == "pixel / 127.5 - 1" and meta["options"]["netG"] == "resnet_4blocks"
+    got = np.load(tmp_path / "out.npy")
+    expected = load_translator(checkpoints / name, device="cpu")(images).numpy()
+    assert got.shape == (2, 3, 37, 45)
+    assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_export_reports_a_parity_failure(tiny_trained_run, toy_dataroot, tmp_path, monkeypatch, capsys):
+    checkpoints, name = tiny_trained_run
+    real = export.load_exported
+    monkeypatch.setattr(export, "load_exported", lambda path: (lambda images: real(path)(images) + 1e-3))
+    assert export.main(["--name", name, "--checkpoints_dir", str(checkpoints), "--dataroot", str(toy_dataroot),
+                        "--format", "torchscript", "--export_path", str(tmp_path / "G.pt"), "--gpu_ids", "-1",
+                        "--num_threads", "0"]) == 1
+    assert "differs from PyTorch by 1.00e-03" in capsys.readouterr().err
+
+
+def test_export_help_names_the_formats():
+    out = subprocess.run([sys.executable, str(ROOT / "export.py"), "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "--format {torchscript,onnx}" in out and "--export_path" in out
