@@ -72,16 +72,16 @@ class CUTModel(BaseModel):
             g.add_argument("--coop_blend_iters", type=int, default=0,
                            help="iterations over which the losses ramp from cooperative to adversarial "
                                 "(0 = hard switch)")
-            g.add_argument("--coop_calibrate_D", type=str2bool, nargs="?", const=True, default=False,
+            g.add_argument("--coop_calibrate_D", type=str2bool, nargs="?", const=True, default=True,
                            help="when the adversarial loss starts, fit the affine map of D's raw scores that "
                                 "minimises its GAN loss on %d real and generated training images and fold it "
                                 "into D's last layer: D keeps its ranking, its outputs start where the GAN loss "
                                 "expects them (docs/coopinit.md, 'The switch')" % CALIBRATION_IMAGES)
-            g.add_argument("--coop_reset_optimizers", nargs="?", const="D", default="none",
+            g.add_argument("--coop_reset_optimizers", nargs="?", const="D", default="D",
                            choices=("none", "D", "all"),
-                           help="at the switch to adversarial training, reset the Adam moments of D (the flag "
-                                "alone) or of G, F and D (all): moments built up by teaching and maximum "
-                                "likelihood point the wrong way for the GAN losses")
+                           help="at the switch to adversarial training, reset the Adam moments of D (default; "
+                                "they were built on the maximum-likelihood loss, another loss at another scale), "
+                                "of G, F and D (all), or of none")
         known, _ = parser.parse_known_args()
         if known.CUT_mode.lower() == "cut":
             parser.set_defaults(nce_idt=True, lambda_NCE=1.0)

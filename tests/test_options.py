@@ -46,7 +46,7 @@ def test_coopinit_defaults():
     assert (opt.coop_epochs, opt.coop_langevin_steps, opt.coop_step_size, opt.coop_ref_sigma) == \
         (5.0, 15, 0.3, 10.0)
     assert (opt.coop_noise, opt.lambda_teach, opt.coop_energy_reg, opt.coop_blend_iters) == (False, 1.0, 0.0, 0)
-    assert opt.coop_reset_optimizers == "none"
+    assert opt.coop_reset_optimizers == "D" and opt.coop_calibrate_D  # the measured switch (docs/coopinit.md)
     assert parse_train("--coop_reset_optimizers").coop_reset_optimizers == "D"  # the spec's D-only reset
     assert parse_train("--coop_noise", "on", "--coop_epochs", "0.5").coop_noise is True
 
