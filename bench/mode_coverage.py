@@ -10,7 +10,8 @@ budget. Arms:
                   same GAN; Adam states carry over the switch (the spec's default);
 - coopinit_reset: as coopinit, with fresh Adam states for G and D at the switch;
 - coopinit_calibrated: as coopinit, with D's output calibrated to the GAN loss at the switch
-                  (models/calibration.py, on one batch of real and generated points), the
+                  (models/calibration.py, on one batch of real and generated points) and D's
+                  Adam state reset (--coop_calibrate_D true --coop_reset_optimizers D), the
                   product's default switch.
 
 Metrics on ``--eval-samples`` generated points (criterion of VEEGAN/PacGAN):
@@ -203,6 +204,7 @@ def run_arm(job: Job) -> dict:
                 with torch.no_grad():
                     fake = pl.g(torch.randn(cfg.batch, cfg.z_dim, generator=calib_gen))
                 calibrate_discriminator(pl.d, [mix.sample(cfg.batch, calib_gen)], [fake], gan_mode="nonsaturating")
+                pl.opt_d = torch.optim.Adam(pl.d.parameters(), lr=pl.lr, betas=(0.5, 0.999))
         real = mix.sample(cfg.batch, data_gen)
         z = torch.randn(cfg.batch, cfg.z_dim, generator=data_gen)
         if it < coop_iters:

@@ -51,7 +51,7 @@ COLORS = dict(zip(ARMS, ("tab:blue", "tab:orange", "tab:red", "tab:green", "tab:
 def train_argv(args: argparse.Namespace, *, dataset: str, arm: str, seed: int) -> list[str]:
     return [sys.executable, str(REPO / "train.py"), "--dataroot", str(DATASETS[dataset]),
             "--name", f"{dataset}_{arm}_seed{seed}", "--checkpoints_dir", str(args.runs_dir),
-            "--seed", str(seed), "--coop_epochs", str(args.coop_epochs), *ARMS[arm], "--gpu_ids", "-1",
+            "--seed", str(seed), "--coop_epochs", str(args.coop_epochs), *ARMS[arm], "--gpu_ids", args.gpu_ids,
             "--display_id", "0",
             "--load_size", str(args.load_size), "--crop_size", str(args.crop_size),
             "--max_dataset_size", str(args.images), "--n_epochs", str(args.n_epochs),
@@ -89,7 +89,7 @@ def toy_scores(args: argparse.Namespace, *, dataset: str, run_dir: Path, env: di
     results_dir = run_dir / "test_results"
     subprocess.run([sys.executable, str(REPO / "test.py"), "--dataroot", str(DATASETS[dataset]), "--name",
                     run_dir.name, "--checkpoints_dir", str(run_dir.parent), "--results_dir", str(results_dir),
-                    "--gpu_ids", "-1", "--num_threads", "0"], check=True, stdout=subprocess.DEVNULL,
+                    "--gpu_ids", args.gpu_ids, "--num_threads", "0"], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, env=env)
     spec = importlib.util.spec_from_file_location("make_toy_dataset", REPO / "datasets" / "make_toy_dataset.py")
     toy = importlib.util.module_from_spec(spec)
@@ -197,6 +197,9 @@ def main() -> None:
     parser.add_argument("--eval_images", type=int, default=200, help="test images per domain for FID/KID")
     parser.add_argument("--load_size", type=int, default=72)
     parser.add_argument("--crop_size", type=int, default=64)
+    parser.add_argument("--dataroot", nargs="+", default=[], metavar="NAME=PATH",
+                        help="read a dataset from another folder, e.g. cat2dog=/data/cat2dog (same layout)")
+    parser.add_argument("--gpu_ids", default="-1", help="train.py's and test.py's --gpu_ids (-1 = CPU)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per training run")
     parser.add_argument("--jobs", type=int, default=2, help="training runs at a time")
     parser.add_argument("--tag", default="quality", help="names the runs folder bench/runs/TAG and the outputs "
@@ -212,6 +215,11 @@ def main() -> None:
         import train
         sys.exit(train.main(args.extra))
     args.runs_dir = REPO / "bench" / "runs" / args.tag
+    for override in args.dataroot:
+        name, _, path = override.partition("=")
+        if name not in DATASETS or not path:
+            parser.error(f"--dataroot {override}: expected NAME=PATH with NAME in {list(DATASETS)}")
+        DATASETS[name] = Path(path).resolve()
     if args.quick:
         args.images, args.n_epochs, args.n_epochs_decay, args.eval_images = 20, 1, 1, 20
         args.runs_dir = args.runs_dir.with_name(args.tag + "_quick")

@@ -20,7 +20,7 @@ from models.gan_loss import gan_loss
 from models.networks.discriminators import build_discriminator
 from models.networks.generators import build_generator
 from models.patchnce import PatchSampleF, patch_nce_loss
-from models.schedule import ADVERSARIAL, StageSchedule
+from models.schedule import ADVERSARIAL, COOP_STAGE_DEFAULT, StageSchedule
 from options.common import str2bool
 from options.unavailable_choices import choices_with_unavailable, unavailable_help
 
@@ -56,8 +56,10 @@ class CUTModel(BaseModel):
                        help="randomly flip inputs horizontally during training (FastCUT's regulariser)")
         if is_train:
             g = parser.add_argument_group("CoopInit (cooperative initialization, docs/coopinit.md)")
-            g.add_argument("--coop_epochs", type=float, default=5.0,
-                           help="length of the cooperative stage in epochs (fractions allowed); 0 = plain CUT")
+            g.add_argument("--coop_epochs", default=COOP_STAGE_DEFAULT,
+                           help="length of the cooperative stage: epochs (fractions allowed, e.g. 2 or 0.5) or a "
+                                "percentage of --n_epochs + --n_epochs_decay (e.g. 5%%); 0 = plain CUT. "
+                                "Default: %(default)s, measured (docs/coopinit.md, 'Stage length')")
             g.add_argument("--coop_langevin_steps", type=int, default=15, help="Langevin steps K per revision")
             g.add_argument("--coop_step_size", type=float, default=0.3,
                            help="Langevin step size delta (calibrated: docs/coopinit.md)")

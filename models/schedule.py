@@ -4,6 +4,26 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 COOP, BLEND, ADVERSARIAL = "coop", "blend", "adversarial"
+# --coop_epochs's default: a share of the schedule, so a short run and CUT's 400 epochs both get a
+# stage in proportion (docs/coopinit.md, "Stage length", has the measurements behind the number).
+COOP_STAGE_DEFAULT = "5%"
+
+
+def coop_epochs_from_flag(value: str, *, total_epochs: int) -> float:
+    """Stage-1 length in epochs from --coop_epochs: a number of epochs ("2", "0.5") or a percentage
+    of the whole schedule, n_epochs + n_epochs_decay ("5%": 20 of CUT's 400 epochs, 0.4 of 8).
+
+    Raises ValueError (naming the flag and the accepted forms) on anything else or a negative value.
+    """
+    text = str(value).strip()
+    try:
+        epochs = float(text[:-1]) / 100 * total_epochs if text.endswith("%") else float(text)
+    except ValueError:
+        raise ValueError(f"--coop_epochs {value!r}: expected a number of epochs (e.g. 2 or 0.5) or a "
+                         "percentage of --n_epochs + --n_epochs_decay (e.g. 5%)") from None
+    if epochs < 0:
+        raise ValueError(f"--coop_epochs must be >= 0 (got {value!r})")
+    return epochs
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from models.schedule import coop_epochs_from_flag
 from options.base_options import BaseOptions
 from options.test_options import PRETRAINED_SHAPE, run_options_named_in
 
@@ -99,6 +100,11 @@ class TrainOptions(BaseOptions):
         for flag in ("print_freq", "display_freq", "update_html_freq", "save_latest_freq", "save_epoch_freq"):
             if getattr(opt, flag) < 1:
                 self.parser.error(f"--{flag} must be at least 1")
+        if hasattr(opt, "coop_epochs"):
+            try:
+                opt.coop_epochs = coop_epochs_from_flag(opt.coop_epochs, total_epochs=opt.n_epochs + opt.n_epochs_decay)
+            except ValueError as error:
+                self.parser.error(str(error))
         for flag in ("coop_epochs", "coop_langevin_steps", "coop_step_size", "coop_blend_iters", "coop_energy_reg",
                      "lambda_GAN", "lambda_NCE", "lambda_teach"):
             if getattr(opt, flag, 0) < 0:

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from models.schedule import COOP_STAGE_DEFAULT
 from options.test_options import TestOptions
 from options.train_options import TrainOptions
 
@@ -43,12 +44,26 @@ def test_explicit_flags_override_mode_defaults():
 
 def test_coopinit_defaults():
     opt = parse_train()
+    share = float(COOP_STAGE_DEFAULT.rstrip("%")) / 100  # of CUT's 200 + 200 epochs
     assert (opt.coop_epochs, opt.coop_langevin_steps, opt.coop_step_size, opt.coop_ref_sigma) == \
-        (5.0, 15, 0.3, 10.0)
+        (pytest.approx(share * 400), 15, 0.3, 10.0)
     assert (opt.coop_noise, opt.lambda_teach, opt.coop_energy_reg, opt.coop_blend_iters) == (False, 1.0, 0.0, 0)
     assert opt.coop_reset_optimizers == "D" and opt.coop_calibrate_D  # the measured switch (docs/coopinit.md)
     assert parse_train("--coop_reset_optimizers").coop_reset_optimizers == "D"  # the spec's D-only reset
     assert parse_train("--coop_noise", "on", "--coop_epochs", "0.5").coop_noise is True
+
+
+@pytest.mark.parametrize("value,epochs", [("2", 2.0), ("0.5", 0.5), ("10%", 0.8), ("0", 0.0), ("0%", 0.0)])
+def test_coop_epochs_takes_epochs_or_a_share_of_the_schedule(value, epochs):
+    opt = parse_train("--n_epochs", "6", "--n_epochs_decay", "2", "--coop_epochs", value)
+    assert opt.coop_epochs == pytest.approx(epochs)
+
+
+@pytest.mark.parametrize("value", ["five", "5%%", "%", "-5%"])
+def test_coop_epochs_rejects_other_forms_naming_the_flag(value, capsys):
+    with pytest.raises(SystemExit):
+        parse_train("--coop_epochs", value)
+    assert "--coop_epochs" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,flag", [
