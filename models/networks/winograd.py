@@ -84,8 +84,8 @@ class _Workspace(threading.local):
     def get(self, slot: int, *shape: int) -> torch.Tensor:
         numel = math.prod(shape)
         buffer = self.buffers.get(slot)
-        if buffer is None or buffer.numel() < numel:
-            buffer = self.buffers[slot] = torch.empty(numel)
+        if buffer is None or buffer.numel() < numel:  # a chunk's size at once: fewer regrowths
+            buffer = self.buffers[slot] = torch.empty(max(numel, CHUNK_BYTES // 4))
         return buffer[:numel].view(shape)
 
 
