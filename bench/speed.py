@@ -44,6 +44,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import itertools
 import tempfile
 import time
 from pathlib import Path
@@ -57,8 +58,10 @@ MODES = {  # this code's train.py flags per mode; the reference gets --CUT_mode
     "coop": ["--CUT_mode", "CUT", "--coop_epochs", "1000"],  # every timed iteration is in stage 1
 }
 REFERENCE_MODES = {"cut": "CUT", "fastcut": "FastCUT"}
-VARIANTS = {"fast": [], "plain": [], "amp": ["--amp"]}  # this code's extra flags per variant
+VARIANTS = {"fast": [], "plain": [], "amp": ["--amp"], "compile": []}  # this code's extra flags per variant
+COMPILED = {"compile"}  # torch.compile of the generator: timed on generator inference only
 LABELS = {"cut": "CUT training", "fastcut": "FastCUT training", "coop": "CoopInit stage 1 training"}
+KIND_LABELS = {"test": "test.py", "generator": "generator forward (resnet_9blocks, batch 1)"}
 
 
 def variant_environment(variant: str) -> dict:
@@ -74,6 +77,14 @@ def peak_memory_mib() -> float:
             return int(line.split()[1]) / 1024
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_memory(torch) -> dict:
+    """peak_mib: peak RSS (MiB); gpu_peak_mib: peak CUDA memory held by tensors,
+    torch.cuda.max_memory_allocated (MiB), None on CPU. Each run is a fresh process, so both peaks
+    start from zero."""
+    gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_initialized() else None
+    return {"peak_mib": peak_memory_mib(), "gpu_peak_mib": gpu}
 
 
 def timed_iterations(batches, step, *, warmup: int, iters: int) -> tuple[list[float], list[float]]:
@@ -132,14 +143,15 @@ def train_ours(args: argparse.Namespace) -> dict:
         times, cpu = timed_iterations(endless(trainer.loader, trainer.sampler.start), step,
                                       warmup=args.warmup, iters=args.iters)
         return {"sec_per_iter": statistics.median(times), "cpu_sec_per_iter": statistics.median(cpu), "times": times,
-                "peak_mib": peak_memory_mib(), "stage": model.schedule.stage(0)}
+                **peak_memory(torch), "stage": model.schedule.stage(0)}
 
 
-def reference_options(args: argparse.Namespace, checkpoints_dir: str, mode: str) -> list[str]:
+def reference_options(args: argparse.Namespace, checkpoints_dir: str, mode: str, *, train: bool = True) -> list[str]:
+    """The reference's flags for its TrainOptions (train) or TestOptions (which have no --display_id)."""
     return ["--dataroot", args.dataroot, "--name", "speed", "--checkpoints_dir", checkpoints_dir,
             "--crop_size", str(args.crop), "--load_size", str(args.crop), "--batch_size", str(args.batch_size),
-            "--num_threads", str(args.workers), "--display_id", "0", "--gpu_ids", args.gpu_ids,
-            "--CUT_mode", REFERENCE_MODES[mode]]
+            "--num_threads", str(args.workers), *(["--display_id", "0"] if train else []), "--gpu_ids",
+            args.gpu_ids, "--CUT_mode", REFERENCE_MODES[mode]]
 
 
 def import_reference(path: str) -> None:
@@ -178,7 +190,7 @@ def train_reference(args: argparse.Namespace) -> dict:
         times, cpu = timed_iterations(endless(dataset, dataset.set_epoch), step, warmup=args.warmup,
                                       iters=args.iters)
         return {"sec_per_iter": statistics.median(times), "cpu_sec_per_iter": statistics.median(cpu), "times": times,
-                "peak_mib": peak_memory_mib()}
+                **peak_memory(torch)}
 
 
 def reference_checkpoint(args: argparse.Namespace) -> dict:
@@ -199,15 +211,81 @@ def reference_checkpoint(args: argparse.Namespace) -> dict:
     return {"checkpoint": str(Path(args.out) / "speed")}
 
 
+def timed_forwards(torch, forward, *, size: int, device, dtype, args: argparse.Namespace) -> dict:
+    """forward(x) on one random image (1, 3, size, size) in [-1, 1]: the first call's seconds (where
+    torch.compile compiles) and the median over `--generator_iters` calls after `--warmup` more."""
+    x = (torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(device, dtype)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+
+    def step(batch: torch.Tensor) -> None:
+        forward(batch)
+        sync()
+
+    start = time.perf_counter()
+    step(x)
+    first_call = time.perf_counter() - start
+    times, cpu = timed_iterations(itertools.repeat(x), step, warmup=args.warmup, iters=args.generator_iters)
+    return {"sec_per_image": statistics.median(times), "cpu_sec_per_image": statistics.median(cpu), "times": times,
+            "first_call_s": first_call, **peak_memory(torch)}
+
+
+def generator_ours(args: argparse.Namespace) -> dict:
+    """This code's G as test.py prepares it (the reference's checkpoint in --out), timed on its own;
+    variant compile wraps it in torch.compile (default inductor mode)."""
+    sys.path.insert(0, str(REPO))
+    import torch
+    from models import create_model
+    from options.test_options import TestOptions
+    from util.runtime import keep_freed_memory, select_device
+
+    keep_freed_memory()
+    torch.set_num_threads(args.threads)
+    opt = TestOptions().parse(["--dataroot", args.dataroot, "--name", "speed", "--checkpoints_dir", args.out,
+                               "--crop_size", str(args.crop), "--load_size", str(args.crop), "--gpu_ids",
+                               args.gpu_ids, *VARIANTS[args.variant]])
+    device = select_device(opt.gpu_ids)
+    model = create_model(opt, device)
+    model.load_networks(Path(args.out) / "speed", "latest", ["G"])
+    model.prepare_inference()
+    if args.variant in COMPILED:
+        model.netG = torch.compile(model.netG)
+    dtype = next(model.netG.parameters()).dtype
+    return timed_forwards(torch, model.translate, size=args.crop, device=device, dtype=dtype, args=args)
+
+
+def generator_reference(args: argparse.Namespace) -> dict:
+    """The reference's G, loaded by its own setup() from the checkpoint in --out, in float32."""
+    import_reference(args.reference)
+    import torch
+    from models import create_model
+    from options.test_options import TestOptions
+
+    torch.set_num_threads(args.threads)
+    sys.argv = ["test.py", *reference_options(args, args.out, "cut", train=False)]
+    opt = TestOptions().parse()
+    model = create_model(opt)
+    model.setup(opt)
+    net = model.netG.eval()
+    device = next(net.parameters()).device
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return net(x)
+
+    return timed_forwards(torch, forward, size=args.crop, device=device, dtype=torch.float32, args=args)
+
+
 CHILD_JOBS = {"train_ours": train_ours, "train_reference": train_reference,
-              "reference_checkpoint": reference_checkpoint}
+              "reference_checkpoint": reference_checkpoint, "generator_ours": generator_ours,
+              "generator_reference": generator_reference}
 
 
 # -- the parent ---------------------------------------------------------------------------------
 def run_child(args: argparse.Namespace, job: str, **settings: object) -> dict:
     argv = [sys.executable, str(Path(__file__).resolve()), "--child", job, "--dataroot", args.dataroot,
             "--reference", args.reference, "--threads", str(args.threads), "--workers", str(args.workers),
-            "--warmup", str(args.warmup), "--iters", str(args.iters), "--gpu_ids", args.gpu_ids]
+            "--warmup", str(args.warmup), "--iters", str(args.iters), "--generator_iters", str(args.generator_iters),
+            "--gpu_ids", args.gpu_ids]
     for key, value in settings.items():
         argv += [f"--{key}", str(value)]
     env = {**os.environ, **variant_environment(str(settings.get("variant", "")))}
@@ -284,6 +362,11 @@ def machine() -> str:
     return f"{name}, {os.cpu_count()} cores"
 
 
+def max_known(values) -> float | None:
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
+
+
 def summarize(rows: dict, order: list[tuple]) -> list[dict]:
     """Medians over rounds and speed-ups (reference / ours, of the medians) per configuration, by wall
     time and by CPU time (CPU time is steadier on a shared machine: it leaves out waiting for a core)."""
@@ -296,8 +379,12 @@ def summarize(rows: dict, order: list[tuple]) -> list[dict]:
         entry = {"kind": kind, "mode": mode, "crop": crop, "impl": impl, "rounds": len(ours),
                  "ours": statistics.median(r[f"sec_per_{unit}"] for r in ours),
                  "ours_cpu": statistics.median(r[f"cpu_sec_per_{unit}"] for r in ours),
-                 "ours_peak_mib": max(r["peak_mib"] for r in ours)}
+                 "ours_peak_mib": max(r["peak_mib"] for r in ours),
+                 "ours_gpu_peak_mib": max_known(r.get("gpu_peak_mib") for r in ours)}
+        if "first_call_s" in ours[0]:
+            entry["ours_first_call_s"] = statistics.median(r["first_call_s"] for r in ours)
         if ref:
+            entry["ref_gpu_peak_mib"] = max_known(r.get("gpu_peak_mib") for r in ref)
             paired = [a[f"sec_per_{unit}"] / b[f"sec_per_{unit}"] for a, b in zip(ref, ours)]
             entry.update(reference=statistics.median(r[f"sec_per_{unit}"] for r in ref),
                          reference_cpu=statistics.median(r[f"cpu_sec_per_{unit}"] for r in ref),
@@ -313,22 +400,26 @@ def table(summary: list[dict], env: dict) -> str:
     lines = [f"{env['machine']}; torch {env['torch']}, {env['threads']} threads, {env['device']}; "
              f"reference {env['reference_commit']}; {env['rounds']} interleaved rounds, medians", "",
              "| what | crop | variant | reference | this code | speed-up (range over rounds) | "
-             "speed-up by CPU time | peak RSS reference / this code (MiB) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "speed-up by CPU time | peak RSS reference / this code (MiB) | peak GPU memory reference / "
+             "this code (MiB) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for s in summary:
         unit = "s/iter" if s["kind"] == "train" else "s/image"
-        what = LABELS[s["mode"]] if s["kind"] == "train" else "test.py"
+        what = LABELS[s["mode"]] if s["kind"] == "train" else KIND_LABELS[s["kind"]]
+        gpu = " / ".join("-" if s.get(k) is None else f"{s[k]:.0f}" for k in ("ref_gpu_peak_mib", "ours_gpu_peak_mib"))
+        if s.get("ours_first_call_s") is not None:
+            what += f" (first call {s['ours_first_call_s']:.1f} s)"
         against = " (vs reference CUT)" if s["mode"] == "coop" else ""
         if "speedup" in s:
-            ref = f"{s['reference']:.3f} {unit}"
+            ref = f"{s['reference']:.4f} {unit}"
             speed = f"**{s['speedup']:.2f}x**{against} ({s['speedup_min']:.2f}-{s['speedup_max']:.2f})"
             speed_cpu = f"{s['speedup_cpu']:.2f}x"
             memory = f"{s['ref_peak_mib']:.0f} / {s['ours_peak_mib']:.0f}"
         else:
             ref = speed = speed_cpu = "-"
             memory = f"- / {s['ours_peak_mib']:.0f}"
-        lines.append(f"| {what} | {s['crop']} | {s['impl']} | {ref} | {s['ours']:.3f} {unit} | {speed} | "
-                     f"{speed_cpu} | {memory} |")
+        lines.append(f"| {what} | {s['crop']} | {s['impl']} | {ref} | {s['ours']:.4f} {unit} | {speed} | "
+                     f"{speed_cpu} | {memory} | {gpu} |")
     return "\n".join(lines)
 
 
@@ -343,20 +434,31 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=1, help="training batch size")
     parser.add_argument("--variants", nargs="+", default=["fast"], choices=list(VARIANTS),
                         help="this code's variants: fast = defaults, plain = direct convolutions "
-                             "instead of Winograd, amp = --amp (bfloat16)")
+                             "instead of Winograd (CPU), amp = --amp (bfloat16 autocast), compile = "
+                             "torch.compile of the generator (generator forward only: training and "
+                             "test.py have no compiled path)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repeats of every configuration")
     parser.add_argument("--warmup", type=int, default=1, help="untimed training iterations first")
     parser.add_argument("--iters", type=int, default=4, help="timed training iterations per run (median)")
-    parser.add_argument("--test_crop", type=int, default=256, help="test.py image size (0 = skip test.py)")
+    parser.add_argument("--test_crop", type=int, default=256,
+                        help="test.py and generator-forward image size (0 = skip both)")
     parser.add_argument("--test_small", type=int, default=2, help="images of the shorter test.py run")
     parser.add_argument("--test_images", type=int, default=12,
                         help="extra images of the longer test.py run (the per-image cost is over these)")
+    parser.add_argument("--test_rounds", type=int, default=None,
+                        help="rounds of test.py (default: --rounds; 0 = skip test.py, e.g. where the "
+                             "generator forward says enough)")
+    parser.add_argument("--generator_iters", type=int, default=10,
+                        help="timed generator forwards per run at --test_crop (0 = skip); the variant compile "
+                             "(torch.compile) is timed only here, its compilation as the first call")
     parser.add_argument("--threads", type=int, default=2, help="torch threads, in both")
     parser.add_argument("--workers", type=int, default=1, help="training data-loader workers (--num_threads)")
     parser.add_argument("--gpu_ids", default="-1", help="-1 = CPU, 0 = first GPU (both codes' flag)")
     parser.add_argument("--dataroot", default=str(REPO / "bench" / "runs" / "speed_data"),
                         help="dataset (generated from the toy generator at 256 px if missing)")
-    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "speed.json"), help="JSON output")
+    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "speed.json"),
+                        help="JSON output, rewritten after every run (a killed run keeps what it measured); "
+                             "the markdown table goes beside it as .md")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: CUT at 64 px, one round, 2 timed iterations, 2 test images")
     parser.add_argument("--child", choices=list(CHILD_JOBS), help=argparse.SUPPRESS)
@@ -370,7 +472,7 @@ def main() -> None:
         return
     if args.quick:
         args.modes, args.crops, args.rounds, args.warmup, args.iters = ["cut"], [64], 1, 1, 2
-        args.test_crop, args.test_small, args.test_images = 64, 1, 2
+        args.test_crop, args.test_small, args.test_images, args.generator_iters = 64, 1, 2, 2
     args.reference = str(Path(args.reference).resolve())
     commit = obtain_reference(Path(args.reference))
     if not Path(args.dataroot, "trainA").is_dir():
@@ -378,41 +480,66 @@ def main() -> None:
                         "--size", "256", "--n_train", "40", "--n_test", "16"], check=True)
     args.dataroot = str(Path(args.dataroot).resolve())
 
-    configs: list[tuple[str, str, int, list[str]]] = []  # kind, mode, crop, implementations
+    import torch  # the parent only reads versions and the device's name
+    env = {"machine": machine(), "torch": torch.__version__, "python": platform.python_version(),
+           "threads": args.threads, "rounds": args.rounds, "reference_commit": commit,
+           "device": "CPU" if args.gpu_ids == "-1" else f"GPU {torch.cuda.get_device_name(int(args.gpu_ids))}",
+           "command": " ".join(sys.argv)}
+    plain_variants = [v for v in args.variants if v not in COMPILED]
+    if len(plain_variants) < len(args.variants):
+        print("note: variant compile is timed on the generator forward only (training and test.py have no "
+              "torch.compile path)", flush=True)
+    configs: list[tuple[str, str, int, list[str], int]] = []  # kind, mode, crop, implementations, rounds
     for crop in args.crops:
         for mode in args.modes:
-            impls = (["reference"] if mode in REFERENCE_MODES else []) + list(args.variants)
-            configs.append(("train", mode, crop, impls))
-    if args.test_crop:
-        configs.append(("test", "cut", args.test_crop, ["reference", *args.variants]))
+            impls = (["reference"] if mode in REFERENCE_MODES else []) + plain_variants
+            configs.append(("train", mode, crop, impls, args.rounds))
+    if args.test_crop and args.generator_iters:
+        configs.append(("generator", "cut", args.test_crop, ["reference", *args.variants], args.rounds))
+    test_rounds = args.rounds if args.test_rounds is None else args.test_rounds
+    if args.test_crop and test_rounds and plain_variants:
+        configs.append(("test", "cut", args.test_crop, ["reference", *plain_variants], test_rounds))
     rows: dict[tuple, list[dict]] = {}
-    order = [(kind, mode, crop, impl) for kind, mode, crop, impls in configs for impl in impls if impl != "reference"]
+    order = [(kind, mode, crop, impl) for kind, mode, crop, impls, _ in configs for impl in impls
+             if impl != "reference"]
     with tempfile.TemporaryDirectory() as tmp:
         if args.test_crop:
             run_child(args, "reference_checkpoint", out=tmp, crop=args.test_crop)
-        for round_index in range(args.rounds):
-            for kind, mode, crop, impls in configs:
+        for round_index in range(max(rounds for *_, rounds in configs)):
+            for kind, mode, crop, impls, rounds in configs:
+                if round_index >= rounds:
+                    continue
                 for impl in (impls if round_index % 2 == 0 else impls[::-1]):
                     if kind == "train":
                         job = "train_reference" if impl == "reference" else "train_ours"
                         result = run_child(args, job, mode=mode, crop=crop, variant=impl)
-                        shown = f"{result['sec_per_iter']:.3f} s/iter"
+                        shown = f"{result['sec_per_iter']:.4f} s/iter"
+                    elif kind == "generator":
+                        job = "generator_reference" if impl == "reference" else "generator_ours"
+                        result = run_child(args, job, out=tmp, crop=crop, variant=impl)
+                        shown = f"{result['sec_per_image']:.4f} s/image, first call {result['first_call_s']:.1f} s"
                     else:
                         result = test_script_per_image(args, impl, Path(tmp), Path(tmp) / "results")
-                        shown = f"{result['sec_per_image']:.3f} s/image"
+                        shown = f"{result['sec_per_image']:.4f} s/image"
                     rows.setdefault((kind, mode, crop, impl), []).append(result)
-                    print(f"round {round_index + 1}/{args.rounds}: {kind} {mode} {crop} px, {impl}: {shown}, "
-                          f"peak {result['peak_mib']:.0f} MiB", flush=True)
-    import torch
-    env = {"machine": machine(), "torch": torch.__version__, "python": platform.python_version(),
-           "threads": args.threads, "rounds": args.rounds, "reference_commit": commit,
-           "device": "CPU" if args.gpu_ids == "-1" else f"GPU {torch.cuda.get_device_name(0)}",
-           "command": " ".join(sys.argv)}
-    summary = summarize(rows, order)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"environment": env, "summary": summary,
-                                          "runs": {" ".join(map(str, k)): v for k, v in rows.items()}}, indent=1))
-    print("\n" + table(summary, env))
+                    gpu = "" if result.get("gpu_peak_mib") is None else f", GPU peak {result['gpu_peak_mib']:.0f} MiB"
+                    print(f"round {round_index + 1}: {kind} {mode} {crop} px, {impl}: {shown}, "
+                          f"peak RSS {result['peak_mib']:.0f} MiB{gpu}", flush=True)
+                    report = write_results(args.out, env, rows, order)
+    print("\n" + report)
+
+
+def write_results(out: str, env: dict, rows: dict, order: list[tuple]) -> str:
+    """The JSON (every run, and the summary of those so far) at `out` and the markdown table beside
+    it (.md); returns the table."""
+    summary = summarize(rows, [key for key in order if key in rows])
+    report = table(summary, env)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"environment": env, "summary": summary,
+                                "runs": {" ".join(map(str, k)): v for k, v in rows.items()}}, indent=1))
+    path.with_suffix(".md").write_text(report + "\n")
+    return report
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def test_summary_takes_medians_over_rounds_and_pairs_rounds_for_the_range():
     assert coop["speedup"] == pytest.approx(2)  # the cooperative stage against the reference's CUT iteration
     table = speed.table([cut, coop], {"machine": "m", "torch": "t", "threads": 2, "device": "CPU",
                                       "reference_commit": "c", "rounds": 3})
-    assert "| CUT training | 128 | fast | 5.000 s/iter | 2.000 s/iter | **2.50x** (1.25-3.00) |" in table
+    assert "| CUT training | 128 | fast | 5.0000 s/iter | 2.0000 s/iter | **2.50x** (1.25-3.00) |" in table
     assert "**2.00x** (vs reference CUT)" in table
 
 
