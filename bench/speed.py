@@ -30,6 +30,16 @@ toy set at 256 px, generated if missing), crop, batch size and one data-loader w
   alternating between rounds (ours first, then reference first). Reported: the median over rounds,
   the speed-up as reference / ours of those medians, and the range of the per-round speed-ups.
 
+- Generator forward: G alone on one random 1 x 3 x --test_crop^2 image, the reference's checkpoint in
+  both, `--generator_iters` calls after the first (reported apart: torch.compile compiles there) and
+  `--warmup` more; the only place the variant compile is timed (training and test.py have no
+  compiled path).
+- On a GPU (--gpu_ids 0): every timed call ends with torch.cuda.synchronize, and the peak GPU memory
+  is torch.cuda.max_memory_allocated of each run's process (test.py: peak RSS only). The reference
+  runs in float32 (it has no bfloat16 path).
+- The JSON (--out) and its markdown table (.md beside it) are rewritten after every run: a run cut
+  short by a time limit keeps what it measured.
+
 The CoopInit stage (cooperative stage 1, ours only) is compared with the reference's CUT iteration.
 Variants of this code (--variants): fast = defaults (Winograd convolutions in float32 on CPU), plain
 = the same with direct convolutions (COOPINIT_WINOGRAD=0), amp = with --amp (bfloat16 autocast).
