@@ -9,6 +9,7 @@ and the PSNR against the float32 output.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -21,21 +22,21 @@ sys.path.insert(0, str(REPO))
 from data.image_folder import list_images, load_image  # noqa: E402
 from data.transforms import to_tensor  # noqa: E402
 from models import create_model  # noqa: E402
+from models.networks import winograd  # noqa: E402
 from options.test_options import TestOptions  # noqa: E402
 from util.image import to_uint8  # noqa: E402
 
 
 def translated_levels(run: Path, images: torch.Tensor, *, amp: bool, fast: bool) -> torch.Tensor:
-    """8-bit translations by the run's latest generator; `fast` applies prepare_inference()."""
+    """8-bit translations by the run's latest generator as test.py computes them (`fast`), or with the
+    plain float32 direct convolutions."""
     argv = ["--dataroot", str(REPO), "--checkpoints_dir", str(run.parent), "--name", run.name, "--gpu_ids", "-1"]
     opt = TestOptions().parse(argv + (["--amp"] if amp else []))
     model = create_model(opt, torch.device("cpu"))
     model.load_networks(run, "latest", ["G"])
-    if fast:
-        model.prepare_inference()
-    else:
-        model.eval()
-    return torch.from_numpy(to_uint8(torch.cat([model.translate(x[None]) for x in images]))).float()
+    model.prepare_inference()
+    with contextlib.nullcontext() if fast else winograd.disabled():
+        return torch.from_numpy(to_uint8(torch.cat([model.translate(x[None]) for x in images]))).float()
 
 
 def compare(reference: torch.Tensor, other: torch.Tensor) -> dict:

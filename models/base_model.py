@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from models.coop import NonFiniteError
-from models.networks.winograd import use_winograd
 from models.reference_checkpoint import convert_state_dict
 from util.checkpoint import CheckpointError, atomic_save, cpu_state_dict, non_finite_tensors, safe_load
 
@@ -107,18 +106,14 @@ class BaseModel:
 
     def prepare_inference(self) -> None:
         """Eval mode, then the fastest way to run the same maths (training is over for this model):
-
-        - with --amp, weights are cast to bfloat16 once, instead of weights and activations being
-          re-cast under autocast at every call (~10 % faster on CPU; 8-bit outputs within 1-2 levels
-          of float32's, docs/results.md "Speed");
-        - in float32 on CPU, wide 3x3 convolutions become Winograd convolutions (~1.6x faster residual
-          blocks; float32 rounding differences only, ~3e-5 on the [-1, 1] output)."""
+        with --amp, weights are cast to bfloat16 once, instead of weights and activations being
+        re-cast under autocast at every call (~10 % faster on CPU; 8-bit outputs within 1-2 levels
+        of float32's, docs/results.md "Speed"). In float32 on CPU the generator's wide 3x3
+        convolutions already run by Winograd (models/networks/winograd.py), in training too."""
         self.eval()
-        for net in self.nets.values():
-            if self.opt.amp:
+        if self.opt.amp:
+            for net in self.nets.values():
                 net.to(torch.bfloat16)
-            elif self.device.type == "cpu":
-                use_winograd(net)
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict:

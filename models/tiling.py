@@ -35,7 +35,6 @@ from torch import nn
 from tqdm import tqdm
 
 from models.networks.layers import Downsample, Upsample
-from models.networks.winograd import WinogradConv3x3
 
 SUGGESTED_TILE = 512  # the tile side error messages suggest (pixels)
 
@@ -58,9 +57,8 @@ def receptive_field(generator: nn.Module) -> int:
     """
     field, jump = 1.0, 1.0  # window size and the spacing of one feature pixel, in input pixels
     for layer in generator.modules():
-        if isinstance(layer, (nn.Conv2d, WinogradConv3x3)):
-            kernel = 3 if isinstance(layer, WinogradConv3x3) else layer.kernel_size[0]
-            stride = 1 if isinstance(layer, WinogradConv3x3) else layer.stride[0]
+        if isinstance(layer, nn.Conv2d):  # WinogradConv2d included: it is an nn.Conv2d
+            kernel, stride = layer.kernel_size[0], layer.stride[0]
             field += (kernel - 1) * jump
             jump *= stride
         elif isinstance(layer, nn.ConvTranspose2d):

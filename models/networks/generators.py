@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from models.networks.layers import Downsample, Upsample, conv_bias, init_weights, norm_layer
+from models.networks.winograd import conv2d
 
 RESNET_BLOCKS = {"resnet_9blocks": 9, "resnet_6blocks": 6, "resnet_4blocks": 4}
 
@@ -15,11 +16,11 @@ class ResnetBlock(nn.Module):
     def __init__(self, channels: int, *, norm: str, dropout: bool):
         super().__init__()
         make_norm, bias = norm_layer(norm), conv_bias(norm)
-        layers = [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias), make_norm(channels),
+        layers = [nn.ReflectionPad2d(1), conv2d(channels, channels, 3, bias=bias), make_norm(channels),
                   nn.ReLU(True)]
         if dropout:
             layers.append(nn.Dropout(0.5))
-        layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=bias), make_norm(channels)]
+        layers += [nn.ReflectionPad2d(1), conv2d(channels, channels, 3, bias=bias), make_norm(channels)]
         self.conv_block = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -45,7 +46,7 @@ class ResnetGenerator(nn.Module):
         channels = ngf
         for _ in range(2):
             if antialias:
-                layers += [nn.Conv2d(channels, channels * 2, 3, padding=1, bias=bias), make_norm(channels * 2),
+                layers += [conv2d(channels, channels * 2, 3, padding=1, bias=bias), make_norm(channels * 2),
                            nn.ReLU(True), Downsample(channels * 2)]
             else:
                 layers += [nn.Conv2d(channels, channels * 2, 3, stride=2, padding=1, bias=bias),
@@ -54,7 +55,7 @@ class ResnetGenerator(nn.Module):
         layers += [ResnetBlock(channels, norm=norm, dropout=dropout) for _ in range(n_blocks)]
         for _ in range(2):
             if antialias_up:
-                layers += [Upsample(), nn.Conv2d(channels, channels // 2, 3, padding=1, bias=bias),
+                layers += [Upsample(), conv2d(channels, channels // 2, 3, padding=1, bias=bias),
                            make_norm(channels // 2), nn.ReLU(True)]
             else:
                 layers += [nn.ConvTranspose2d(channels, channels // 2, 3, stride=2, padding=1, output_padding=1,
