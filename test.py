@@ -33,7 +33,6 @@ from util.checkpoint import CheckpointError
 from util.image import save_png, stretch, to_uint8
 from util.results_page import SCORE_JSON, write_results_page
 from util.runtime import keep_freed_memory
-from util.video import VideoError, VideoReport, translate_video
 
 
 def reference_images(opt: argparse.Namespace) -> SingleDataset | None:
@@ -90,14 +89,22 @@ def translate(opt: argparse.Namespace) -> Path:
     return out_dir
 
 
-def translate_video_file(opt: argparse.Namespace) -> VideoReport:
-    """--video IN --out OUT: every frame translated, size, frame rate, frame count and audio kept."""
+def translate_video_file(opt: argparse.Namespace) -> int:
+    """--video IN --out OUT: every frame translated, size, frame rate, frame count and audio kept.
+    Returns the exit status (2 with a message for an unreadable video or an unknown codec)."""
+    # Imported here: PyAV is needed for videos only, not to translate a folder of images.
+    from util.video import VideoError, translate_video
+
     translator = build_translator(opt)
-    report = translate_video(translator, opt.video, opt.out, channels=opt.input_nc, codec=opt.video_codec)
+    try:
+        report = translate_video(translator, opt.video, opt.out, channels=opt.input_nc, codec=opt.video_codec)
+    except VideoError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"{opt.out}: {report.frames} frames, {report.width}x{report.height}, {float(report.frame_rate):.3g} fps, "
           f"{report.audio_streams} audio stream(s) copied; flicker (mean change between frames, 0-255): input "
           f"{report.flicker_input:.2f}, output {report.flicker_output:.2f}")
-    return report
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,10 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     opt = options.parse(argv)
     try:
         if opt.video is not None:
-            translate_video_file(opt)
-            return 0
+            return translate_video_file(opt)
         out_dir = translate(opt)
-    except (DatasetError, CheckpointError, FileNotFoundError, TileError, VideoError, InferenceMemoryError) as err:
+    except (DatasetError, CheckpointError, FileNotFoundError, TileError, InferenceMemoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"results: {out_dir / 'index.html'}")
