@@ -18,6 +18,21 @@ from models.networks import winograd
 from models.networks.generators import build_generator
 from models.networks.winograd import WinogradConv2d, conv2d
 
+
+@pytest.fixture(autouse=True)
+def winograd_at_every_size(monkeypatch):
+    """The tests use small maps; the size rule that skips Winograd below 32x32 in training is tested alone."""
+    monkeypatch.setattr(winograd, "MIN_TRAIN_PIXELS", 0)
+
+
+def test_training_on_small_maps_takes_the_direct_convolution(monkeypatch):
+    monkeypatch.setattr(winograd, "MIN_TRAIN_PIXELS", 32 * 32)
+    torch.manual_seed(0)
+    conv = WinogradConv2d(4, 4, 3, padding=1)
+    small, large = torch.randn(1, 4, 16, 16), torch.randn(1, 4, 32, 32)
+    assert torch.equal(conv(small), nn.functional.conv2d(small, conv.weight, conv.bias, padding=1))
+    assert not torch.equal(conv(large), nn.functional.conv2d(large, conv.weight, conv.bias, padding=1))
+
 TOLERANCE = 2e-5
 
 
