@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 COOP, BLEND, ADVERSARIAL = "coop", "blend", "adversarial"
 # --coop_epochs's default: a share of the schedule, so a short run and CUT's 400 epochs both get a
 # stage in proportion (docs/coopinit.md, "Stage length", has the measurements behind the number).
-COOP_STAGE_DEFAULT = "5%"
+COOP_STAGE_DEFAULT = "17%"
 
 
 def coop_epochs_from_flag(value: str, *, total_epochs: int) -> float:
