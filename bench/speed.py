@@ -11,6 +11,8 @@ REFERENCE_COMMIT (the one this project's reference fixtures come from):
     git clone https://github.com/taesungp/contrastive-unpaired-translation PATH
     git -C PATH checkout b3ac297708dfb6f7589d04662277e53c0d579c27
 
+A copy without .git is recognised by its .py files' git blob hashes (python_fingerprint).
+
 Without --reference the default folder is bench/runs/reference_cut, cloned there if missing (needs
 git and network access). The reference runs unmodified, in this interpreter, with the same torch
 threads: a child process puts PATH first on sys.path, builds its dataset and CUTModel from its own
@@ -48,6 +50,7 @@ Prints a markdown table and writes every child's result as JSON (--out).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -62,6 +65,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE_URL = "https://github.com/taesungp/contrastive-unpaired-translation"
 REFERENCE_COMMIT = "b3ac297708dfb6f7589d04662277e53c0d579c27"
+# python_fingerprint of the reference at REFERENCE_COMMIT (its 39 .py files, from `git ls-tree -r`)
+REFERENCE_PY_FINGERPRINT = "e9735b55892e980d3dcb7ca4341f81a8391d41fb"
 MODES = {  # this code's train.py flags per mode; the reference gets --CUT_mode
     "cut": ["--CUT_mode", "CUT", "--coop_epochs", "0"],
     "fastcut": ["--CUT_mode", "FastCUT", "--coop_epochs", "0"],
@@ -353,13 +358,34 @@ def obtain_reference(path: Path) -> str:
     if not (path / "models" / "cut_model.py").is_file() or not (path / "train.py").is_file():
         raise SystemExit(f"error: --reference {path} is not a checkout of {REFERENCE_URL} "
                          "(no models/cut_model.py or train.py there)")
-    head = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True)
-    if head.returncode != 0:
-        return "not a git checkout: commit not verified"
-    commit = head.stdout.strip()
-    if commit != REFERENCE_COMMIT:
-        print(f"warning: --reference {path} is at {commit}, not {REFERENCE_COMMIT}", file=sys.stderr)
-    return commit
+    top = subprocess.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+    if top.returncode == 0 and Path(top.stdout.strip()).resolve() == path.resolve():
+        commit = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True,
+                                text=True).stdout.strip()
+        if commit != REFERENCE_COMMIT:
+            print(f"warning: --reference {path} is at {commit}, not {REFERENCE_COMMIT}", file=sys.stderr)
+        return commit
+    # a copy without .git (or inside another repository, whose HEAD says nothing about it)
+    if python_fingerprint(path) == REFERENCE_PY_FINGERPRINT:
+        return f"{REFERENCE_COMMIT} (a copy without .git: its .py files are that commit's)"
+    print(f"warning: --reference {path} is not a git checkout and its .py files differ from "
+          f"{REFERENCE_COMMIT}'s", file=sys.stderr)
+    return "not a git checkout, .py files differ from the reference commit"
+
+
+def python_fingerprint(path: Path) -> str:
+    """SHA-1 of the sorted lines "relative/path.py <git blob SHA-1>" of the .py files under `path`
+    (hidden folders and __pycache__ left out): equal to REFERENCE_PY_FINGERPRINT for an unmodified
+    copy of the reference code at REFERENCE_COMMIT, with or without its .git."""
+    lines = []
+    for file in path.rglob("*.py"):
+        relative = file.relative_to(path)
+        if any(part.startswith(".") or part == "__pycache__" for part in relative.parts[:-1]):
+            continue
+        data = file.read_bytes()
+        blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # what git ls-tree lists
+        lines.append(f"{relative.as_posix()} {blob}\n")
+    return hashlib.sha1("".join(sorted(lines)).encode()).hexdigest()
 
 
 def machine() -> str:

@@ -62,8 +62,8 @@ class BaseModel:
         self.losses: dict[str, torch.Tensor] = {}
 
     def autocast(self) -> torch.autocast:
-        """bfloat16 autocast with --amp (opt-in: faster on GPUs and on CPUs with AVX512-BF16/AMX, results
-        differ from float32 beyond rounding); a no-op otherwise. bfloat16 keeps float32's exponent range,
+        """bfloat16 autocast with --amp (opt-in, for native bfloat16 hardware: far slower on AVX2-only
+        CPUs; results differ from float32 beyond rounding); a no-op otherwise. bfloat16 keeps float32's exponent range,
         so no loss scaling is needed; losses are computed in float32."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.opt.amp)
 

@@ -217,7 +217,8 @@ def load_translator(run: str | Path, *, epoch: str | int = "latest", device: str
         train_opt.txt, gives the architecture).
     epoch: which checkpoint: "latest", "best" or an epoch number.
     device: "cpu", "cuda", "cuda:1"... (default: the first GPU if there is one, else the CPU).
-    amp: bfloat16 weights (faster on GPUs and recent CPUs; 8-bit outputs within 1-2 levels).
+    amp: bfloat16 weights (for CPUs with AVX512-BF16/AMX and GPUs, far slower on AVX2-only CPUs;
+        8-bit outputs within 1-2 levels).
     tile, tile_overlap: tiled translation (pixels); None = tile only what would not fit in memory.
     progress: a progress bar over the tiles of a tiled image.
     Raises FileNotFoundError (no such run), CheckpointError (no weights for `epoch`, or weights that

@@ -82,8 +82,9 @@ class BaseOptions:
         g.add_argument("--no_antialias", action="store_true",
                        help="strided convolutions instead of anti-aliased (blur) downsampling")
         g.add_argument("--amp", action="store_true",
-                       help="bfloat16 autocast (opt-in speed-up on GPUs and on CPUs with AVX512-BF16/AMX; "
-                            "results differ from float32 beyond rounding)")
+                       help="bfloat16 autocast (opt-in; for hardware with native bfloat16, GPUs and CPUs with "
+                            "AVX512-BF16/AMX: far slower on AVX2-only CPUs; results differ from float32 beyond "
+                            "rounding; docs/results.md, Speed)")
         g.add_argument("--no_antialias_up", action="store_true",
                        help="transposed convolutions instead of anti-aliased upsampling")
         g.add_argument("--stylegan2_G_num_downsampling", type=int, default=1,

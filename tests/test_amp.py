@@ -2,11 +2,13 @@
 import json
 import math
 
+import pytest
 import torch
 
 import test as test_script
 import train
 from models import create_model
+from models.schedule import StageSchedule
 from options.train_options import TrainOptions
 
 
@@ -33,3 +35,44 @@ def test_amp_translation_is_close_to_float32(toy_dataroot):
     fast = model.translate(images)
     assert fast.dtype == torch.float32 and not torch.equal(fast, exact)  # autocast really ran
     assert (fast - exact).abs().max() < 0.05  # bfloat16 keeps ~3 significant digits
+
+
+def one_training_step(dataroot, *, amp: bool, coop_iters: int = 0) -> tuple[dict, dict]:
+    """The losses and every network's gradients after one optimize() from the same weights, batch and
+    random state, in float32 or with --amp."""
+    opt = TrainOptions().parse(["--dataroot", str(dataroot), "--gpu_ids", "-1", "--ngf", "8", "--ndf", "8",
+                                "--netG", "resnet_4blocks", "--num_patches", "16"])
+    opt.amp = amp
+    torch.manual_seed(0)
+    model = create_model(opt, torch.device("cpu"))
+    model.schedule = StageSchedule(coop_iters=coop_iters)
+    generator = torch.Generator().manual_seed(2)
+    batch = {"A": torch.rand(1, 3, 32, 32, generator=generator) * 2 - 1,
+             "B": torch.rand(1, 3, 32, 32, generator=generator) * 2 - 1, "A_paths": ["a.png"]}
+    model.data_dependent_initialize(batch)
+    torch.manual_seed(1)
+    model.optimize(0)
+    gradients = {name: torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None])
+                 for name, net in model.nets.items()}
+    return {k: float(v) for k, v in model.losses.items()}, gradients
+
+
+def test_amp_training_step_is_close_to_float32(toy_dataroot):
+    """--amp is not the same maths: one CUT step's losses agree within 1 %, and each network's
+    gradient points the same way within cosine similarity 0.9 (measured: G 0.965, F 0.9994, D 0.9999)."""
+    exact_losses, exact_grads = one_training_step(toy_dataroot, amp=False)
+    fast_losses, fast_grads = one_training_step(toy_dataroot, amp=True)
+    assert fast_losses.keys() == exact_losses.keys() and fast_losses != exact_losses  # autocast really ran
+    for name, value in exact_losses.items():
+        assert abs(fast_losses[name] - value) <= 0.01 * max(abs(value), 1e-2), name
+    for name, exact in exact_grads.items():
+        assert torch.nn.functional.cosine_similarity(fast_grads[name], exact, dim=0) > 0.9, name
+
+
+@pytest.mark.xfail(strict=True, reason="under --amp G's output is bfloat16 and the Langevin chain updates it "
+                                       "in bfloat16, whose spacing (2^-8 relative) rounds nearly all of the default step away")
+def test_amp_langevin_revision_moves_the_image_as_float32_does(toy_dataroot):
+    exact_losses, _ = one_training_step(toy_dataroot, amp=False, coop_iters=10)
+    fast_losses, _ = one_training_step(toy_dataroot, amp=True, coop_iters=10)
+    assert exact_losses["langevin_change"] > 0
+    assert fast_losses["langevin_change"] == pytest.approx(exact_losses["langevin_change"], rel=0.1)

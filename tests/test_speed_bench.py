@@ -3,6 +3,10 @@ reference, the CoopInit stage against the reference's CUT iteration; and its che
 checkout."""
 from __future__ import annotations
 
+import hashlib
+import shutil
+import subprocess
+
 import pytest
 
 from bench import speed
@@ -32,6 +36,43 @@ def test_summary_takes_medians_over_rounds_and_pairs_rounds_for_the_range():
 def test_a_folder_that_is_not_the_reference_code_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="not a checkout of"):
         speed.obtain_reference(tmp_path)
+
+
+def fake_reference(path):
+    (path / "models").mkdir(parents=True)
+    (path / "models" / "cut_model.py").write_text("class CUTModel: pass\n")
+    (path / "train.py").write_text("print('train')\n")
+    return path
+
+
+def git(*args, cwd):
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_python_fingerprint_hashes_files_as_git_does(tmp_path):
+    reference = fake_reference(tmp_path / "ref")
+    (reference / "models" / "__pycache__").mkdir()
+    (reference / "models" / "__pycache__" / "junk.py").write_text("x = 1\n")  # left out, as git ignores it
+    git("init", "-q", cwd=reference)
+    git("add", "models/cut_model.py", "train.py", cwd=reference)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x", cwd=reference)
+    listed = sorted(f"{line.split()[3]} {line.split()[2]}\n" for line in
+                    git("ls-tree", "-r", "HEAD", cwd=reference).splitlines())
+    assert speed.python_fingerprint(reference) == hashlib.sha1("".join(listed).encode()).hexdigest()
+    (reference / "train.py").write_text("print('changed')\n")
+    assert speed.python_fingerprint(reference) != hashlib.sha1("".join(listed).encode()).hexdigest()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_a_copy_inside_another_repository_is_not_given_that_repositorys_commit(tmp_path):
+    git("init", "-q", cwd=tmp_path)
+    (tmp_path / "x").write_text("x")
+    git("add", "x", cwd=tmp_path)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x", cwd=tmp_path)
+    outer = git("rev-parse", "HEAD", cwd=tmp_path).strip()
+    note = speed.obtain_reference(fake_reference(tmp_path / "shared" / "refcut"))
+    assert outer not in note and "not a git checkout" in note
 
 
 def test_generator_rows_show_gpu_peaks_and_the_first_call():
