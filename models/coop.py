@@ -70,7 +70,8 @@ def langevin_revise(
     """
     shrink = 1.0 - step_size**2 / (2.0 * ref_sigma**2)
     drift = step_size**2 / 2.0
-    y = start.detach().clone()
+    # float32 chain: under --amp G's output is bfloat16, whose spacing (2^-8) rounds the steps away
+    y = start.detach().float().clone()
     eps = torch.empty_like(y) if noise and steps > 0 else None
     # Running sum of scores over all steps: one cheap reduction to check finiteness at the end.
     score_trace = y.new_zeros(())
