@@ -40,7 +40,9 @@ class StageSchedule:
 
     @classmethod
     def from_epochs(cls, *, coop_epochs: float, iters_per_epoch: int, blend_iters: int) -> "StageSchedule":
-        return cls(coop_iters=round(coop_epochs * iters_per_epoch), blend_iters=blend_iters)
+        # A positive stage is at least one iteration: a share of a tiny schedule must not turn CoopInit off.
+        coop_iters = max(1, round(coop_epochs * iters_per_epoch)) if coop_epochs > 0 else 0
+        return cls(coop_iters=coop_iters, blend_iters=blend_iters)
 
     def stage(self, iteration: int) -> str:
         """Stage of the 0-based training iteration."""

@@ -27,7 +27,7 @@ def test_make_demo_translates(tmp_path):
                           capture_output=True, text=True, timeout=1100)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "stripe strength" in done.stdout and "silhouette kept" in done.stdout  # the score is printed
-    score = json.loads((tmp_path / "results" / "toy_demo" / "test_latest" / "score.json").read_text())
+    score = json.loads((tmp_path / "results" / "toy_demo" / "test_latest" / "score.json").read_text())["toy"]
     assert score["silhouette_iou"] >= MIN_SILHOUETTE_IOU, score
     assert score["stripe_strength"] >= MIN_STRIPE_STRENGTH, score
     assert score["background_error"] <= MAX_BACKGROUND_CHANGE, score

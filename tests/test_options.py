@@ -109,3 +109,11 @@ def test_test_options_inherit_architecture_from_training(tmp_path):
     assert (given.ngf, given.netG) == (16, "resnet_4blocks")
     fresh = TestOptions().parse(["--name", "other", "--checkpoints_dir", str(tmp_path)])
     assert (fresh.netG, fresh.crop_size, fresh.load_size) == ("resnet_9blocks", 256, 256)
+
+
+def test_a_positive_stage_is_at_least_one_iteration():
+    from models.schedule import StageSchedule
+
+    assert StageSchedule.from_epochs(coop_epochs=0.17, iters_per_epoch=2, blend_iters=0).coop_iters == 1
+    assert StageSchedule.from_epochs(coop_epochs=0.0, iters_per_epoch=2, blend_iters=0).coop_iters == 0
+    assert StageSchedule.from_epochs(coop_epochs=0.7, iters_per_epoch=4, blend_iters=0).coop_iters == 3

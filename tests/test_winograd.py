@@ -25,6 +25,20 @@ def winograd_at_every_size(monkeypatch):
     monkeypatch.setattr(winograd, "MIN_TRAIN_PIXELS", 0)
 
 
+def test_training_after_inference_mode_reuses_the_workspace():
+    """In-training evaluation runs under inference_mode, then training goes on with the same buffers."""
+    winograd._workspace.buffers.clear()
+    torch.manual_seed(0)
+    conv = WinogradConv2d(4, 4, 3, padding=1)
+    x = torch.randn(1, 4, 40, 40)
+    with torch.inference_mode():
+        conv.eval()(x)
+    conv.train()
+    y = conv(x.clone().requires_grad_())
+    y.sum().backward()
+    assert torch.allclose(y, nn.functional.conv2d(x, conv.weight, conv.bias, padding=1), atol=1e-4)
+
+
 def test_training_on_small_maps_takes_the_direct_convolution(monkeypatch):
     monkeypatch.setattr(winograd, "MIN_TRAIN_PIXELS", 32 * 32)
     torch.manual_seed(0)

@@ -89,7 +89,10 @@ class _Workspace(threading.local):
         numel = math.prod(shape)
         buffer = self.buffers.get(slot)
         if buffer is None or buffer.numel() < numel:  # a chunk's size at once: fewer regrowths
-            buffer = self.buffers[slot] = torch.empty(max(numel, CHUNK_BYTES // 4))
+            # A normal tensor even when first needed under inference_mode (test.py, in-training
+            # evaluation): an inference tensor could not be written in place by training later.
+            with torch.inference_mode(False):
+                buffer = self.buffers[slot] = torch.empty(max(numel, CHUNK_BYTES // 4))
         return buffer[:numel].view(shape)
 
 
