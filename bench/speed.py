@@ -222,7 +222,8 @@ def reference_checkpoint(args: argparse.Namespace) -> dict:
     model = create_model(opt)
     model.data_dependent_initialize(next(iter(create_dataset(opt))))
     model.setup(opt)
-    model.parallelize()  # as the reference's train.py: its save_networks expects the GPU wrapper
+    if opt.gpu_ids:  # as the reference's train.py; on the CPU it would save "module."-prefixed keys
+        model.parallelize()
     model.save_networks("latest")
     return {"checkpoint": str(Path(args.out) / "speed")}
 
