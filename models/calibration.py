@@ -67,7 +67,8 @@ def _logistic_fit(s: Tensor, t: Tensor, w: Tensor, *, ridge: float = 1e-2, iters
     for _ in range(iters):
         p = torch.sigmoid(design @ theta)
         grad = design.T @ (w * (p - t)) + penalty @ theta
-        hess = design.T @ (design * (w * p * (1 - p))[:, None]) + penalty + 1e-12 * torch.eye(2, dtype=s.dtype, device=s.device)
+        hess = (design.T @ (design * (w * p * (1 - p))[:, None]) + penalty
+                + 1e-12 * torch.eye(2, dtype=s.dtype, device=s.device))
         step = torch.linalg.solve(hess, grad)
         theta = theta - step
         if step.abs().max() < 1e-10:

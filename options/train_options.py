@@ -102,10 +102,11 @@ class TrainOptions(BaseOptions):
                 self.parser.error(f"--{flag} must be at least 1")
         if hasattr(opt, "coop_epochs"):
             try:
-                opt.coop_epochs = coop_epochs_from_flag(opt.coop_epochs, total_epochs=opt.n_epochs + opt.n_epochs_decay)
-            except ValueError as error:
+                opt.coop_epochs = coop_epochs_from_flag(opt.coop_epochs,
+                                                        total_epochs=opt.n_epochs + opt.n_epochs_decay)
+            except ValueError as error:  # also a negative value
                 self.parser.error(str(error))
-        for flag in ("coop_epochs", "coop_langevin_steps", "coop_step_size", "coop_blend_iters", "coop_energy_reg",
+        for flag in ("coop_langevin_steps", "coop_step_size", "coop_blend_iters", "coop_energy_reg",
                      "lambda_GAN", "lambda_NCE", "lambda_teach"):
             if getattr(opt, flag, 0) < 0:
                 self.parser.error(f"--{flag} must be >= 0")
