@@ -6,7 +6,7 @@
 
 Each run is the demo's train.py command (its flags come from `make demo-flags`, so the Makefile stays
 their one place) plus the config's extra flags (later flags win), then test.py, then the toy score
-(:func:`datasets.make_toy_dataset.toy_translation_metrics`: stripe strength relative to real zebras,
+(:func:`datasets.toy_metrics.toy_translation_metrics`: stripe strength relative to real zebras,
 mean silhouette IoU and the share of images with IoU >= 0.5, background change; no FID, which on 50
 images says little between variants). Prints one line per run and a table of mean ± std per config,
 and writes both to OUT/demo_sweep.md and the raw scores to OUT/demo_sweep.jsonl.
@@ -28,7 +28,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from datasets.make_toy_dataset import generate, toy_translation_metrics  # noqa: E402
+from datasets.make_toy_dataset import generate  # noqa: E402
+from datasets.toy_metrics import toy_translation_metrics  # noqa: E402
 
 DEFAULT_DATA = REPO / "bench" / "runs" / "toy64_demo"
 SCORES = ("stripe_strength", "silhouette_iou", "silhouette_kept", "background_error")

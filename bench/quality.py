@@ -18,7 +18,6 @@ real zebras, background change; datasets/make_toy_dataset.py).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -29,6 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from datasets.toy_metrics import toy_translation_metrics  # noqa: E402
+
 DATASETS = {"cat2dog": REPO.parent / "shared" / "datasets" / "cat2dog", "toy": REPO / "bench" / "runs" / "toy64"}
 # train.py flags per arm; the CoopInit arms take --coop_epochs from the command line. "CoopInit-CUT"
 # is the product's defaults; the others are the switch candidates of issue 11, each spelled out in full.
@@ -91,11 +93,7 @@ def toy_scores(args: argparse.Namespace, *, dataset: str, run_dir: Path, env: di
                     run_dir.name, "--checkpoints_dir", str(run_dir.parent), "--results_dir", str(results_dir),
                     "--gpu_ids", args.gpu_ids, "--num_threads", "0"], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, env=env)
-    spec = importlib.util.spec_from_file_location("make_toy_dataset", REPO / "datasets" / "make_toy_dataset.py")
-    toy = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = toy
-    spec.loader.exec_module(toy)
-    return toy.toy_translation_metrics(DATASETS[dataset], results_dir / run_dir.name / "test_latest" / "images" / "fake_B")
+    return toy_translation_metrics(DATASETS[dataset], results_dir / run_dir.name / "test_latest" / "images" / "fake_B")
 
 
 def run(args: argparse.Namespace, *, dataset: str, arm: str, seed: int) -> dict:

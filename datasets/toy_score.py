@@ -4,7 +4,7 @@
 
 Prints, with a one-line meaning each: stripe strength inside the animal relative to real
 zebras, how well the silhouette is kept and how much the background changed (all from
-:func:`make_toy_dataset.toy_translation_metrics`, which uses the test masks and background
+:func:`datasets.toy_metrics.toy_translation_metrics`, which uses the test masks and background
 plates), and FID/KID of the translations against testB (evaluate.py's offline Inception
 features). Writes RESULTS/score.json and adds the score to RESULTS/index.html.
 """
@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 import evaluate
-from datasets.make_toy_dataset import DEFAULT_OUT, KEPT_IOU, MASKED_SPLIT, toy_translation_metrics
+from datasets.make_toy_dataset import DEFAULT_OUT, MASKED_SPLIT
+from datasets.toy_metrics import KEPT_IOU, toy_translation_metrics
 from metrics.inception import WeightsError
 from util.results_page import SCORE_JSON, write_results_page
 

@@ -16,6 +16,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from datasets import toy_metrics as metrics
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "datasets" / "make_toy_dataset.py"
 DOWNLOAD = ROOT / "datasets" / "download_cut_dataset.sh"
@@ -99,7 +101,7 @@ def test_background_plate_is_the_image_without_the_animal(small):
         images, plates = _stack(small / f"test{domain}"), _stack(small / f"test{domain}_background")
         masks = _stack(small / f"test{domain}_masks") > 127
         # away from the anti-aliased edge the image is the plate; on the animal it is not
-        outside = toy._box_sum(masks.astype(np.float32), 1) < 0.5
+        outside = metrics._box_sum(masks.astype(np.float32), 1) < 0.5
         diff = np.abs(images.astype(int) - plates).max(axis=3)
         assert diff[outside].max() == 0
         assert all(diff[i][masks[i]].mean() > 20 for i in range(len(masks)))
@@ -119,7 +121,7 @@ def test_size_flag(tmp_path):
 
 def test_stripes_in_B_not_in_A(small):
     for domain, low, high in (("A", 0.0, 0.05), ("B", 0.2, 1.0)):
-        scores = toy.stripe_contrast(_stack(small / f"test{domain}"),
+        scores = metrics.stripe_contrast(_stack(small / f"test{domain}"),
                                      _stack(small / f"test{domain}_masks") > 127)
         assert np.all((scores >= low) & (scores <= high)), (domain, scores)
 
@@ -138,7 +140,7 @@ def _ideal_translation(n_test: int) -> np.ndarray:
 
 
 def test_metrics_identity_keeps_silhouette_without_stripes(small):
-    identity = toy.toy_translation_metrics(small, small / "testA")
+    identity = metrics.toy_translation_metrics(small, small / "testA")
     assert identity["n_images"] == 12
     assert identity["background_error"] == 0.0
     assert identity["stripe_contrast"] == identity["stripe_contrast_real_A"] < 0.05
@@ -148,7 +150,7 @@ def test_metrics_identity_keeps_silhouette_without_stripes(small):
 
 
 def test_metrics_ideal_translation_scores_like_real_zebras(small, tmp_path):
-    ideal = toy.toy_translation_metrics(small, _write(tmp_path / "ideal", _ideal_translation(12)))
+    ideal = metrics.toy_translation_metrics(small, _write(tmp_path / "ideal", _ideal_translation(12)))
     assert 0.85 < ideal["stripe_strength"] < 1.15
     assert ideal["silhouette_iou"] > 0.95 and ideal["silhouette_kept"] == 1.0
     assert ideal["background_error"] < 0.005
@@ -156,13 +158,13 @@ def test_metrics_ideal_translation_scores_like_real_zebras(small, tmp_path):
 
 def test_metrics_degenerate_outputs_lose_the_silhouette(small, tmp_path):
     real = _stack(small / "testA")
-    grey = toy.toy_translation_metrics(small, _write(tmp_path / "grey", np.full_like(real, 128)))
+    grey = metrics.toy_translation_metrics(small, _write(tmp_path / "grey", np.full_like(real, 128)))
     assert grey["silhouette_iou"] < 0.2 and grey["silhouette_kept"] == 0.0
     assert grey["stripe_strength"] < 0.05 and grey["background_error"] > 0.05
-    erased = toy.toy_translation_metrics(small, small / "testA_background")
+    erased = metrics.toy_translation_metrics(small, small / "testA_background")
     assert erased["silhouette_iou"] == 0.0 and erased["background_error"] == 0.0
     # the other domain's images: striped, but other animals in other scenes
-    unpaired = toy.toy_translation_metrics(small, small / "testB")
+    unpaired = metrics.toy_translation_metrics(small, small / "testB")
     assert unpaired["stripe_strength"] > 0.3 and unpaired["silhouette_kept"] < 0.5
     assert unpaired["background_error"] > 0.1
 
@@ -175,7 +177,7 @@ def test_silhouette_iou_falls_gradually_as_the_shape_grows_or_shrinks(small):
     def iou_of_shape(pixels: int) -> float:
         step = ndimage.binary_dilation if pixels > 0 else ndimage.binary_erosion
         shapes = np.stack([step(m, iterations=abs(pixels)) if pixels else m for m in masks])
-        return float(toy.silhouette_iou(np.where(shapes[..., None], contrast, plates).astype(np.uint8),
+        return float(metrics.silhouette_iou(np.where(shapes[..., None], contrast, plates).astype(np.uint8),
                                         plates, masks).mean())
 
     exact = iou_of_shape(0)
@@ -190,7 +192,7 @@ def test_silhouette_ignores_a_uniform_background_change(small):
     real = _stack(small / "testA")
     masks, plates = _stack(small / "testA_masks") > 127, _stack(small / "testA_background")
     brighter = np.clip(real.astype(int) + 20, 0, 255).astype(np.uint8)
-    assert toy.silhouette_iou(brighter, plates, masks).mean() > 0.9
+    assert metrics.silhouette_iou(brighter, plates, masks).mean() > 0.9
 
 
 def test_translation_metrics_painted_stripes_and_inversion(small, tmp_path):
@@ -198,10 +200,10 @@ def test_translation_metrics_painted_stripes_and_inversion(small, tmp_path):
     real, masks = _stack(small / "testA"), _stack(small / "testA_masks") > 127
     columns = (np.arange(real.shape[2]) // 3) % 2 * 255
     striped = np.where(masks[..., None], columns[None, None, :, None], real)
-    good = toy.toy_translation_metrics(small, _write(tmp_path / "striped", striped))
+    good = metrics.toy_translation_metrics(small, _write(tmp_path / "striped", striped))
     assert good["stripe_contrast"] > 0.3 and good["background_error"] == 0.0
     assert good["stripe_strength"] > 0.9
-    bad = toy.toy_translation_metrics(small, _write(tmp_path / "inverted", 255 - real))
+    bad = metrics.toy_translation_metrics(small, _write(tmp_path / "inverted", 255 - real))
     assert bad["background_error"] > 0.1
 
 
@@ -210,19 +212,19 @@ def test_metrics_name_missing_and_wrong_size_files(small, tmp_path):
     shutil.copytree(small / "testA", fake)
     (fake / "0003.png").unlink()
     with pytest.raises(FileNotFoundError, match="0003"):
-        toy.toy_translation_metrics(small, fake)
+        metrics.toy_translation_metrics(small, fake)
     Image.new("RGB", (32, 32)).save(fake / "0003.png")
     with pytest.raises(ValueError, match="0003.png is 32x32"):
-        toy.toy_translation_metrics(small, fake)
+        metrics.toy_translation_metrics(small, fake)
 
 
 def test_metrics_ask_to_regenerate_an_old_dataset(small, tmp_path):
     old = tmp_path / "toy_v1"  # made before the background plates existed
     shutil.copytree(small, old, ignore=shutil.ignore_patterns("*_background"))
     with pytest.raises(FileNotFoundError, match=r"testA_background.*make_toy_dataset\.py --out"):
-        toy.toy_translation_metrics(old, old / "testA")
+        metrics.toy_translation_metrics(old, old / "testA")
     with pytest.raises(FileNotFoundError, match="no .png masks"):
-        toy.toy_translation_metrics(tmp_path / "elsewhere", small / "testA")
+        metrics.toy_translation_metrics(tmp_path / "elsewhere", small / "testA")
 
 
 def test_skips_when_complete_and_regenerates_on_change(tmp_path):
