@@ -50,29 +50,27 @@ Prints a markdown table and writes every child's result as JSON (--out).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
-import itertools
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-REFERENCE_URL = "https://github.com/taesungp/contrastive-unpaired-translation"
-REFERENCE_COMMIT = "b3ac297708dfb6f7589d04662277e53c0d579c27"
-# python_fingerprint of the reference at REFERENCE_COMMIT (its 39 .py files, from `git ls-tree -r`)
-REFERENCE_PY_FINGERPRINT = "e9735b55892e980d3dcb7ca4341f81a8391d41fb"
+sys.path.insert(0, str(REPO))  # `bench.*` when run as a script; this code's `train`, `models`, ... in the children
+from bench import reference_cut  # noqa: E402
+from bench.timing import endless, peak_memory, timed_forwards, timed_iterations  # noqa: E402
+
 MODES = {  # this code's train.py flags per mode; the reference gets --CUT_mode
     "cut": ["--CUT_mode", "CUT", "--coop_epochs", "0"],
     "fastcut": ["--CUT_mode", "FastCUT", "--coop_epochs", "0"],
     "coop": ["--CUT_mode", "CUT", "--coop_epochs", "1000"],  # every timed iteration is in stage 1
 }
-REFERENCE_MODES = {"cut": "CUT", "fastcut": "FastCUT"}
 VARIANTS = {"fast": [], "plain": [], "amp": ["--amp"], "compile": []}  # this code's extra flags per variant
 COMPILED = {"compile"}  # torch.compile of the generator: timed on generator inference only
 LABELS = {"cut": "CUT training", "fastcut": "FastCUT training", "coop": "CoopInit stage 1 training"}
@@ -85,51 +83,7 @@ def variant_environment(variant: str) -> dict:
 
 
 # -- inside the child processes ----------------------------------------------------------------
-def peak_memory_mib() -> float:
-    """This process's peak resident memory (VmHWM), MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def peak_memory(torch) -> dict:
-    """peak_mib: peak RSS (MiB); gpu_peak_mib: peak CUDA memory held by tensors,
-    torch.cuda.max_memory_allocated (MiB), None on CPU. Each run is a fresh process, so both peaks
-    start from zero."""
-    gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_initialized() else None
-    return {"peak_mib": peak_memory_mib(), "gpu_peak_mib": gpu}
-
-
-def timed_iterations(batches, step, *, warmup: int, iters: int) -> tuple[list[float], list[float]]:
-    """Wall and CPU seconds (this process, all its threads) per call of step(batch), the wait for the
-    batch included, for warmup + iters batches; returns those of the last `iters`."""
-    wall: list[float] = []
-    cpu: list[float] = []
-    start, start_cpu = time.perf_counter(), time.process_time()
-    for batch in batches:
-        step(batch)
-        end, end_cpu = time.perf_counter(), time.process_time()
-        wall.append(end - start)
-        cpu.append(end_cpu - start_cpu)
-        start, start_cpu = end, end_cpu
-        if len(wall) == warmup + iters:
-            return wall[warmup:], cpu[warmup:]
-    raise RuntimeError(f"the data ran out after {len(wall)} batches; use fewer --warmup/--iters")
-
-
-def endless(loader, start=None):
-    epoch = 1
-    while True:
-        if start is not None:
-            start(epoch)
-        yield from loader
-        epoch += 1
-
-
 def train_ours(args: argparse.Namespace) -> dict:
-    sys.path.insert(0, str(REPO))
     import torch
     import train
     from options.train_options import TrainOptions
@@ -161,95 +115,9 @@ def train_ours(args: argparse.Namespace) -> dict:
                 **peak_memory(torch), "stage": model.schedule.stage(0)}
 
 
-def reference_options(args: argparse.Namespace, checkpoints_dir: str, mode: str, *, train: bool = True) -> list[str]:
-    """The reference's flags for its TrainOptions (train) or TestOptions (which have no --display_id)."""
-    return ["--dataroot", args.dataroot, "--name", "speed", "--checkpoints_dir", checkpoints_dir,
-            "--crop_size", str(args.crop), "--load_size", str(args.crop), "--batch_size", str(args.batch_size),
-            "--num_threads", str(args.workers), *(["--display_id", "0"] if train else []), "--gpu_ids",
-            args.gpu_ids, "--CUT_mode", REFERENCE_MODES[mode]]
-
-
-def import_reference(path: str) -> None:
-    """Put the reference checkout first on sys.path (its packages share our packages' names)."""
-    sys.path[:] = [path] + [p for p in sys.path if Path(p or ".").resolve() not in (REPO, REPO / "bench")]
-    os.chdir(path)
-
-
-def train_reference(args: argparse.Namespace) -> dict:
-    import_reference(args.reference)
-    import torch
-    from data import create_dataset
-    from models import create_model
-    from options.train_options import TrainOptions
-
-    torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        sys.argv = ["train.py", *reference_options(args, tmp, args.mode)]  # its options read sys.argv too
-        opt = TrainOptions().parse()
-        dataset = create_dataset(opt)
-        model = create_model(opt)
-        sync = torch.cuda.synchronize if opt.gpu_ids else (lambda: None)
-        first = True
-
-        def step(data: dict) -> None:
-            nonlocal first
-            if first:  # as its train.py does on the first batch
-                model.data_dependent_initialize(data)
-                model.setup(opt)
-                model.parallelize()
-                first = False
-            model.set_input(data)
-            model.optimize_parameters()
-            sync()
-
-        times, cpu = timed_iterations(endless(dataset, dataset.set_epoch), step, warmup=args.warmup,
-                                      iters=args.iters)
-        return {"sec_per_iter": statistics.median(times), "cpu_sec_per_iter": statistics.median(cpu), "times": times,
-                **peak_memory(torch)}
-
-
-def reference_checkpoint(args: argparse.Namespace) -> dict:
-    """The reference's CUT model, initialised as its train.py does, saved as `latest` into --out."""
-    import_reference(args.reference)
-    import torch
-    from data import create_dataset
-    from models import create_model
-    from options.train_options import TrainOptions
-
-    torch.manual_seed(0)
-    sys.argv = ["train.py", *reference_options(args, args.out, "cut")]
-    opt = TrainOptions().parse()
-    model = create_model(opt)
-    model.data_dependent_initialize(next(iter(create_dataset(opt))))
-    model.setup(opt)
-    if opt.gpu_ids:  # as the reference's train.py; on the CPU it would save "module."-prefixed keys
-        model.parallelize()
-    model.save_networks("latest")
-    return {"checkpoint": str(Path(args.out) / "speed")}
-
-
-def timed_forwards(torch, forward, *, size: int, device, dtype, args: argparse.Namespace) -> dict:
-    """forward(x) on one random image (1, 3, size, size) in [-1, 1]: the first call's seconds (where
-    torch.compile compiles) and the median over `--generator_iters` calls after `--warmup` more."""
-    x = (torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(device, dtype)
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
-
-    def step(batch: torch.Tensor) -> None:
-        forward(batch)
-        sync()
-
-    start = time.perf_counter()
-    step(x)
-    first_call = time.perf_counter() - start
-    times, cpu = timed_iterations(itertools.repeat(x), step, warmup=args.warmup, iters=args.generator_iters)
-    return {"sec_per_image": statistics.median(times), "cpu_sec_per_image": statistics.median(cpu), "times": times,
-            "first_call_s": first_call, **peak_memory(torch)}
-
-
 def generator_ours(args: argparse.Namespace) -> dict:
     """This code's G as test.py prepares it (the reference's checkpoint in --out), timed on its own;
     variant compile wraps it in torch.compile (default inductor mode)."""
-    sys.path.insert(0, str(REPO))
     import torch
     from models import create_model
     from options.test_options import TestOptions
@@ -270,31 +138,9 @@ def generator_ours(args: argparse.Namespace) -> dict:
     return timed_forwards(torch, model.translate, size=args.crop, device=device, dtype=dtype, args=args)
 
 
-def generator_reference(args: argparse.Namespace) -> dict:
-    """The reference's G, loaded by its own setup() from the checkpoint in --out, in float32."""
-    import_reference(args.reference)
-    import torch
-    from models import create_model
-    from options.test_options import TestOptions
-
-    torch.set_num_threads(args.threads)
-    sys.argv = ["test.py", *reference_options(args, args.out, "cut", train=False)]
-    opt = TestOptions().parse()
-    model = create_model(opt)
-    model.setup(opt)
-    net = model.netG.eval()
-    device = next(net.parameters()).device
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return net(x)
-
-    return timed_forwards(torch, forward, size=args.crop, device=device, dtype=torch.float32, args=args)
-
-
-CHILD_JOBS = {"train_ours": train_ours, "train_reference": train_reference,
-              "reference_checkpoint": reference_checkpoint, "generator_ours": generator_ours,
-              "generator_reference": generator_reference}
+CHILD_JOBS = {"train_ours": train_ours, "train_reference": reference_cut.train_reference,
+              "reference_checkpoint": reference_cut.reference_checkpoint, "generator_ours": generator_ours,
+              "generator_reference": reference_cut.generator_reference}
 
 
 # -- the parent ---------------------------------------------------------------------------------
@@ -333,7 +179,7 @@ def test_script_per_image(args: argparse.Namespace, impl: str, checkpoints: Path
               str(args.test_crop), "--gpu_ids", args.gpu_ids]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     if impl == "reference":
-        argv, cwd = [sys.executable, "test.py", *common, "--CUT_mode", "CUT"], Path(args.reference)
+        argv, cwd = reference_cut.reference_test_command(args.reference, common)
     else:
         argv, cwd = [sys.executable, str(REPO / "test.py"), *common, *VARIANTS[impl]], REPO
         env.update(variant_environment(impl))
@@ -343,50 +189,6 @@ def test_script_per_image(args: argparse.Namespace, impl: str, checkpoints: Path
     return {"sec_per_image": (large - small) / args.test_images,
             "cpu_sec_per_image": (large_cpu - small_cpu) / args.test_images,
             "wall_small": small, "wall_large": large, "peak_mib": peak}
-
-
-def obtain_reference(path: Path) -> str:
-    """The reference checkout at `path`, cloned at REFERENCE_COMMIT if missing; returns a note on
-    which commit it is."""
-    if not path.exists():
-        print(f"cloning the reference CUT code into {path} ...", flush=True)
-        try:
-            subprocess.run(["git", "clone", "--quiet", REFERENCE_URL, str(path)], check=True)
-            subprocess.run(["git", "-C", str(path), "checkout", "--quiet", REFERENCE_COMMIT], check=True)
-        except (OSError, subprocess.CalledProcessError) as err:
-            raise SystemExit(f"error: could not clone {REFERENCE_URL} ({err}); clone it elsewhere and pass "
-                             f"--reference PATH (see python bench/speed.py --help)") from err
-    if not (path / "models" / "cut_model.py").is_file() or not (path / "train.py").is_file():
-        raise SystemExit(f"error: --reference {path} is not a checkout of {REFERENCE_URL} "
-                         "(no models/cut_model.py or train.py there)")
-    top = subprocess.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"], capture_output=True, text=True)
-    if top.returncode == 0 and Path(top.stdout.strip()).resolve() == path.resolve():
-        commit = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True,
-                                text=True).stdout.strip()
-        if commit != REFERENCE_COMMIT:
-            print(f"warning: --reference {path} is at {commit}, not {REFERENCE_COMMIT}", file=sys.stderr)
-        return commit
-    # a copy without .git (or inside another repository, whose HEAD says nothing about it)
-    if python_fingerprint(path) == REFERENCE_PY_FINGERPRINT:
-        return f"{REFERENCE_COMMIT} (a copy without .git: its .py files are that commit's)"
-    print(f"warning: --reference {path} is not a git checkout and its .py files differ from "
-          f"{REFERENCE_COMMIT}'s", file=sys.stderr)
-    return "not a git checkout, .py files differ from the reference commit"
-
-
-def python_fingerprint(path: Path) -> str:
-    """SHA-1 of the sorted lines "relative/path.py <git blob SHA-1>" of the .py files under `path`
-    (hidden folders and __pycache__ left out): equal to REFERENCE_PY_FINGERPRINT for an unmodified
-    copy of the reference code at REFERENCE_COMMIT, with or without its .git."""
-    lines = []
-    for file in path.rglob("*.py"):
-        relative = file.relative_to(path)
-        if any(part.startswith(".") or part == "__pycache__" for part in relative.parts[:-1]):
-            continue
-        data = file.read_bytes()
-        blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # what git ls-tree lists
-        lines.append(f"{relative.as_posix()} {blob}\n")
-    return hashlib.sha1("".join(sorted(lines)).encode()).hexdigest()
 
 
 def machine() -> str:
@@ -400,7 +202,7 @@ def machine() -> str:
     return f"{name}, {os.cpu_count()} cores"
 
 
-def max_known(values) -> float | None:
+def max_known(values: Iterable[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return max(known) if known else None
 
@@ -512,7 +314,7 @@ def main() -> None:
         args.modes, args.crops, args.rounds, args.warmup, args.iters = ["cut"], [64], 1, 1, 2
         args.test_crop, args.test_small, args.test_images, args.generator_iters = 64, 1, 2, 2
     args.reference = str(Path(args.reference).resolve())
-    commit = obtain_reference(Path(args.reference))
+    commit = reference_cut.obtain_reference(Path(args.reference))
     if not Path(args.dataroot, "trainA").is_dir():
         subprocess.run([sys.executable, str(REPO / "datasets" / "make_toy_dataset.py"), "--out", args.dataroot,
                         "--size", "256", "--n_train", "40", "--n_test", "16"], check=True)
@@ -530,7 +332,7 @@ def main() -> None:
     configs: list[tuple[str, str, int, list[str], int]] = []  # kind, mode, crop, implementations, rounds
     for crop in args.crops:
         for mode in args.modes:
-            impls = (["reference"] if mode in REFERENCE_MODES else []) + plain_variants
+            impls = (["reference"] if mode in reference_cut.REFERENCE_MODES else []) + plain_variants
             configs.append(("train", mode, crop, impls, args.rounds))
     # test.py before the generator forward: under a time limit, compile's compilation comes last
     test_rounds = args.rounds if args.test_rounds is None else args.test_rounds

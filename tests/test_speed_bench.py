@@ -1,6 +1,6 @@
 """bench/speed.py's summary of the side-by-side runs: medians over rounds, speed-ups against the
-reference, the CoopInit stage against the reference's CUT iteration; and its check of the reference
-checkout."""
+reference, the CoopInit stage against the reference's CUT iteration; bench/reference_cut.py's check
+of the reference checkout; bench/timing.py's generator timing."""
 from __future__ import annotations
 
 import hashlib
@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from bench import speed
+from bench import reference_cut, speed, timing
 
 
 def run(wall: float, cpu: float, peak: float) -> dict:
@@ -35,7 +35,7 @@ def test_summary_takes_medians_over_rounds_and_pairs_rounds_for_the_range():
 
 def test_a_folder_that_is_not_the_reference_code_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="not a checkout of"):
-        speed.obtain_reference(tmp_path)
+        reference_cut.obtain_reference(tmp_path)
 
 
 def fake_reference(path):
@@ -59,9 +59,9 @@ def test_python_fingerprint_hashes_files_as_git_does(tmp_path):
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x", cwd=reference)
     listed = sorted(f"{line.split()[3]} {line.split()[2]}\n" for line in
                     git("ls-tree", "-r", "HEAD", cwd=reference).splitlines())
-    assert speed.python_fingerprint(reference) == hashlib.sha1("".join(listed).encode()).hexdigest()
+    assert reference_cut.python_fingerprint(reference) == hashlib.sha1("".join(listed).encode()).hexdigest()
     (reference / "train.py").write_text("print('changed')\n")
-    assert speed.python_fingerprint(reference) != hashlib.sha1("".join(listed).encode()).hexdigest()
+    assert reference_cut.python_fingerprint(reference) != hashlib.sha1("".join(listed).encode()).hexdigest()
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
@@ -71,7 +71,7 @@ def test_a_copy_inside_another_repository_is_not_given_that_repositorys_commit(t
     git("add", "x", cwd=tmp_path)
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x", cwd=tmp_path)
     outer = git("rev-parse", "HEAD", cwd=tmp_path).strip()
-    note = speed.obtain_reference(fake_reference(tmp_path / "shared" / "refcut"))
+    note = reference_cut.obtain_reference(fake_reference(tmp_path / "shared" / "refcut"))
     assert outer not in note and "not a git checkout" in note
 
 
@@ -96,8 +96,8 @@ def test_timed_forwards_times_the_calls_after_the_first_and_the_warmup():
     import torch
 
     calls = []
-    result = speed.timed_forwards(torch, calls.append, size=8, device="cpu", dtype=torch.float32,
-                                  args=argparse.Namespace(warmup=2, generator_iters=3))
+    result = timing.timed_forwards(torch, calls.append, size=8, device="cpu", dtype=torch.float32,
+                                   args=argparse.Namespace(warmup=2, generator_iters=3))
     assert len(calls) == 1 + 2 + 3 and calls[0].shape == (1, 3, 8, 8)
     assert -1 <= calls[0].min() and calls[0].max() <= 1
     assert len(result["times"]) == 3 and result["first_call_s"] >= 0
