@@ -59,8 +59,8 @@ def summary_lines(score: dict) -> list[str]:
     if score.get("fid") is None:
         lines.append(f"FID/KID not computed: {score['fid_error']}")
     else:
-        # with fewer than 1000 images every KID subset is the whole set: no spread to show
-        spread = f" ± {score['kid_std']:.4f}" if score["kid_std"] > 0 else ""
+        # with fewer than 1000 images every KID subset is the whole set: the spread is rounding noise
+        spread = f" ± {score['kid_std']:.4f}" if round(score["kid_std"], 4) > 0 else ""
         lines.append(
             f"FID {score['fid']:.1f}, KID {score['kid_mean']:.4f}{spread}: distance of the "
             f"{score['n_fake']} translations to the {score['n_real']} real zebras (testB) in Inception "

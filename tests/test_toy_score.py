@@ -73,3 +73,12 @@ def test_bad_inputs_are_named(results, toy_dataroot, tmp_path, capsys):
     Image.fromarray(small).save(results / "images" / "fake_B" / "0002.png")
     assert toy_score.main(["--dataroot", str(toy_dataroot), "--results", str(results)]) == 2
     assert "0002.png is 16x16" in capsys.readouterr().err
+
+
+def test_kid_spread_is_shown_only_when_subsets_differ():
+    toy = {"n_images": 50, "silhouette_kept": 0.5, "stripe_contrast_real_A": 0.01, "stripe_contrast_real_B": 0.3,
+           "stripe_strength": 0.8, "silhouette_iou": 0.5, "silhouette_iou_min": 0.1, "background_error": 0.1}
+    score = {"toy": toy, "fid": 270.0, "kid_mean": 0.2858, "n_fake": 50, "n_real": 50}
+    whole_set = toy_score.summary_lines({**score, "kid_std": 5.3e-16})[-1]  # 50 images: every subset is all of them
+    assert whole_set.startswith("FID 270.0, KID 0.2858: ")
+    assert "KID 0.2858 ± 0.0123: " in toy_score.summary_lines({**score, "kid_std": 0.0123})[-1]
