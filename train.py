@@ -227,7 +227,7 @@ class Trainer:
                 now = time.perf_counter()
                 losses = self.dist.mean_values(self.model.current_losses())  # over ranks: the effective batch
                 self.log.log(epoch=self.epoch, iteration=self.iteration, epoch_iter=self.epoch_iter, stage=stage,
-                             losses=losses, sec_per_iter=(now - window_start) / window_iters,
+                             stage_start=self.model.schedule.first_iteration(stage), losses=losses, sec_per_iter=(now - window_start) / window_iters,
                              data_sec=data_time / window_iters)
                 self.visualizer.plot_current_losses(epoch=self.epoch, total_iters=self.iteration, losses=losses,
                                                     stage=stage)

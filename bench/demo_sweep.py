@@ -68,7 +68,10 @@ def run(args: argparse.Namespace, *, config: str, extra: list[str], seed: int) -
                       "--checkpoints_dir", str(checkpoints), "--results_dir", str(results), "--gpu_ids", args.gpu_ids]):
             out.write(shlex.join(argv) + "\n")
             out.flush()
-            subprocess.run(argv, check=True, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+            if subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO).returncode:
+                tail = "\n".join(log.read_text().splitlines()[-5:])
+                raise SystemExit(f"demo_sweep: {Path(argv[1]).name} failed for config {config!r} seed {seed} "
+                                 f"(flags {shlex.join(extra)!r}); its log is {log}, which ends:\n{tail}")
     score = toy_translation_metrics(args.dataroot, results / name / "test_latest" / "images" / "fake_B")
     result = {"config": config, "flags": shlex.join(extra), "seed": seed, **score}
     done.write_text(json.dumps(result, indent=1))
@@ -94,16 +97,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", nargs="+", type=parse_config, default=[("demo", [])], metavar="NAME=FLAGS",
                         help="variants: a name, '=', and train.py flags added to the demo's (default: the demo)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
+                        help="train.py --seed of each run; every config runs every seed (default: 0 1 2)")
     parser.add_argument("--dataroot", type=Path, default=None,
                         help=f"a toy set made by datasets/make_toy_dataset.py (default: {DEFAULT_DATA}, "
                              "generated there with the demo's arguments if missing)")
-    parser.add_argument("--gpu_ids", default="-1", help="train.py's and test.py's --gpu_ids (-1 = CPU)")
+    parser.add_argument("--gpu_ids", default="-1", help="train.py's and test.py's --gpu_ids (default: %(default)s = CPU)")
     parser.add_argument("--threads", type=int, default=2,
-                        help="torch threads per run (the demo uses all of a 2-core machine's)")
-    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (on a CPU, keep jobs x threads <= cores)")
+                        help="torch threads per run (default: %(default)s, all of a 2-core machine's, as the demo uses)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (default: %(default)s; on a CPU keep jobs x threads <= cores)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "runs" / "demo_sweep",
-                        help="checkpoints, test results and the report")
+                        help="checkpoints, test results and the report (default: %(default)s)")
     parser.add_argument("--rerun", action="store_true", help="redo runs that already have a score.json")
     args = parser.parse_args(argv)
     if args.dataroot is None:

@@ -50,7 +50,7 @@ def summary_lines(score: dict) -> list[str]:
     lines = [
         f"stripe strength {toy['stripe_strength']:.2f}: stripes inside the animal relative to real "
         f"zebras (1 = as striped as the zebras in testB; the input horses score {horses:.2f})",
-        f"silhouette kept {toy['silhouette_iou']:.2f} (mean IoU; {kept} of {n} images kept, IoU >= "
+        f"silhouette IoU {toy['silhouette_iou']:.2f} (mean; {kept} of {n} images kept, IoU >= "
         f"{KEPT_IOU}; worst {toy['silhouette_iou_min']:.2f}): how well the output keeps the "
         "animal's outline (1 = exactly, 0 = no animal where it was)",
         f"background change {toy['background_error']:.3f}: mean colour change outside the animal "

@@ -52,6 +52,10 @@ class StageSchedule:
             return BLEND
         return ADVERSARIAL
 
+    def first_iteration(self, stage: str) -> int:
+        """1-based number of the first iteration of `stage` (what the run log's `iter` counts)."""
+        return {COOP: 1, BLEND: self.coop_iters + 1, ADVERSARIAL: self.coop_iters + self.blend_iters + 1}[stage]
+
     def adversarial_weight(self, iteration: int) -> float:
         """w in (1 - w) * coop_loss + w * adversarial_loss: 0 in stage 1, 1 in stage 2."""
         stage = self.stage(iteration)

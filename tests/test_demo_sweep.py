@@ -47,3 +47,13 @@ def test_a_tiny_sweep_trains_tests_scores_and_reports(tmp_path, toy_dataroot, ca
     assert report.strip() in capsys.readouterr().out
     assert demo_sweep.main(argv) == 0  # finished runs are read back, not redone
     assert (out / "demo_sweep.jsonl").read_text().splitlines() == [json.dumps(r) for r in rows]
+
+
+def test_a_failing_run_names_its_config_and_log(tmp_path, toy_dataroot):
+    out = tmp_path / "sweep"
+    with pytest.raises(SystemExit) as error:
+        demo_sweep.main(["--config", "typo=--lamda_NCE 2", "--seeds", "0", "--dataroot", str(toy_dataroot),
+                         "--threads", "1", "--out", str(out)])
+    message = str(error.value)
+    assert "train.py failed for config 'typo' seed 0" in message
+    assert str(out / "runs" / "typo_s0" / "log.txt") in message and "lamda_NCE" in message

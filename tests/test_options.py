@@ -117,3 +117,10 @@ def test_a_positive_stage_is_at_least_one_iteration():
     assert StageSchedule.from_epochs(coop_epochs=0.17, iters_per_epoch=2, blend_iters=0).coop_iters == 1
     assert StageSchedule.from_epochs(coop_epochs=0.0, iters_per_epoch=2, blend_iters=0).coop_iters == 0
     assert StageSchedule.from_epochs(coop_epochs=0.7, iters_per_epoch=4, blend_iters=0).coop_iters == 3
+
+
+def test_first_iteration_of_each_stage_is_one_based():
+    from models.schedule import StageSchedule
+    schedule = StageSchedule(coop_iters=153, blend_iters=10)
+    assert [schedule.first_iteration(s) for s in ("coop", "blend", "adversarial")] == [1, 154, 164]
+    assert schedule.stage(153 - 1) == "coop" and schedule.stage(154 - 1) == "blend"  # 1-based vs 0-based

@@ -36,7 +36,7 @@ def test_score_prints_writes_json_and_shows_it_on_the_page(results, toy_dataroot
     assert saved["fid"] > 0 and saved["n_fake"] == saved["n_real"] == 5
     assert [line.split(" ")[0] for line in saved["summary"]] == ["stripe", "silhouette", "background", "FID"]
     assert all(line in printed for line in saved["summary"])
-    assert f"silhouette kept {toy['silhouette_iou']:.2f}" in printed
+    assert f"silhouette IoU {toy['silhouette_iou']:.2f}" in printed
     page = (results / "index.html").read_text()
     assert page.index('id="score"') < page.index("images/real_A/0000.png")
     assert all(f"<li>{line}</li>" in html.unescape(page) for line in saved["summary"])

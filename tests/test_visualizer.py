@@ -260,3 +260,11 @@ def test_loss_plot_of_both_stages(tmp_path):
     assert (pixels == coop_shade).all(axis=1).sum() > 1000  # the coop stage is shaded
     assert not plot_loss_log(tmp_path / "missing.jsonl", tmp_path / "none.png")
     assert not (tmp_path / "none.png").exists()
+
+
+def test_loss_plot_marks_the_switch_where_it_happened_not_at_the_next_log():
+    records = [{"iter": 50, "stage": "coop", "stage_start": 1, "losses": {}},
+               {"iter": 150, "stage": "coop", "stage_start": 1, "losses": {}},
+               {"iter": 200, "stage": "adversarial", "stage_start": 154, "losses": {}},
+               {"iter": 250, "stage": "adversarial", "stage_start": 154, "losses": {}}]
+    assert stage_segments(records) == [("coop", 1, 150), ("adversarial", 154, 250)]

@@ -52,13 +52,14 @@ def read_loss_log(path: str | Path) -> list[dict]:
 
 
 def stage_segments(records: list[dict]) -> list[tuple[str, int, int]]:
-    """Contiguous runs of one stage as (stage, first iter, last iter)."""
+    """Contiguous runs of one stage as (stage, start, last iter); the start is the stage's first
+    iteration where the record says it (`stage_start`), else its first logged iteration."""
     segments: list[tuple[str, int, int]] = []
     for r in records:
         if segments and segments[-1][0] == r["stage"]:
             segments[-1] = (r["stage"], segments[-1][1], r["iter"])
         else:
-            segments.append((r["stage"], r["iter"], r["iter"]))
+            segments.append((r["stage"], r.get("stage_start", r["iter"]), r["iter"]))
     return segments
 
 
@@ -83,6 +84,9 @@ def plot_records(records: list[dict], png_path: str | Path, *, title: str = "") 
             ax.plot(*zip(*points), label=name, linewidth=1.2)
         ax.set_title(stage_title(stage), fontsize=10, loc="left")
         ax.set_ylabel("loss")
+        if stage == "coop":  # energies in the hundreds beside the teaching loss and Langevin change near 0.01
+            ax.set_yscale("symlog", linthresh=1e-3)
+            ax.set_ylabel("loss (symlog)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     for i, (stage, start, _) in enumerate(segments[1:]):

@@ -1,9 +1,10 @@
 """The run log: console lines, a human-readable loss_log.txt and a machine-readable loss_log.jsonl.
 
 loss_log.jsonl holds one object per logged iteration:
-    {"epoch": 3, "iter": 1200, "epoch_iter": 200, "stage": "coop", "losses": {...},
+    {"epoch": 3, "iter": 1200, "epoch_iter": 200, "stage": "coop", "stage_start": 1, "losses": {...},
      "sec_per_iter": 0.21, "data_sec": 0.01}
-`iter` counts training iterations (1-based). On resume, entries past the checkpoint are dropped
+`iter` counts training iterations (1-based); `stage_start` is the first iteration of the record's
+stage, so a plot marks the switch where it happened rather than at the next logged iteration. On resume, entries past the checkpoint are dropped
 so the log has no duplicated or missing iterations.
 """
 from __future__ import annotations
@@ -80,11 +81,12 @@ class RunLog:
         with open(self.txt_path, "a") as log:
             log.write(text + "\n")
 
-    def log(self, *, epoch: int, iteration: int, epoch_iter: int, stage: str, losses: dict[str, float],
-            sec_per_iter: float, data_sec: float) -> None:
+    def log(self, *, epoch: int, iteration: int, epoch_iter: int, stage: str, stage_start: int,
+            losses: dict[str, float], sec_per_iter: float, data_sec: float) -> None:
         if not self.enabled:
             return
-        entry = {"epoch": epoch, "iter": iteration, "epoch_iter": epoch_iter, "stage": stage, "losses": losses,
+        entry = {"epoch": epoch, "iter": iteration, "epoch_iter": epoch_iter, "stage": stage,
+                 "stage_start": stage_start, "losses": losses,
                  "sec_per_iter": round(sec_per_iter, 6), "data_sec": round(data_sec, 6)}
         self.message(format_losses(epoch=epoch, iteration=iteration, epoch_iter=epoch_iter, stage=stage,
                                    losses=losses, sec_per_iter=sec_per_iter, data_sec=data_sec))
