@@ -116,7 +116,9 @@ def _load_split(root: Path, domain: str, fake_dir: Path | None = None) -> dict[s
     regenerate = f"regenerate the toy dataset (python datasets/make_toy_dataset.py --out {root})"
     if not mask_paths:
         raise FileNotFoundError(f"no .png masks in {mask_dir}: --dataroot must be a toy dataset "
-                                f"made by datasets/make_toy_dataset.py; {regenerate}")
+                                f"made by datasets/make_toy_dataset.py (the demo's is datasets/toy); if "
+                                f"{root} is an older toy set, {regenerate}; for any other dataset use "
+                                "evaluate.py (FID/KID), which needs no masks")
     masks = np.stack([_load(p, "L", None) > 127 for p in mask_paths])
     folders = {"image": root / f"{MASKED_SPLIT}{domain}", "background": root / f"{MASKED_SPLIT}{domain}_background"}
     arrays = {key: np.stack([_load(_find_image(folder, p.stem, fix=regenerate), "RGB", masks.shape[1:])

@@ -69,6 +69,12 @@ def test_bad_inputs_are_named(results, toy_dataroot, tmp_path, capsys):
     shutil.copytree(toy_dataroot, old, ignore=shutil.ignore_patterns("*_background"))
     assert toy_score.main(["--dataroot", str(old), "--results", str(results)]) == 2
     assert "regenerate the toy dataset" in capsys.readouterr().err
+    cut_layout = tmp_path / "horse2zebra"  # a CUT dataset: no masks, and not ours to regenerate
+    for folder in ("trainA", "trainB", "testA", "testB"):
+        shutil.copytree(toy_dataroot / folder, cut_layout / folder)
+    assert toy_score.main(["--dataroot", str(cut_layout), "--results", str(results)]) == 2
+    error = capsys.readouterr().err
+    assert f"no .png masks in {cut_layout}/testA_masks" in error and "use evaluate.py (FID/KID)" in error
     small = np.zeros((16, 16, 3), dtype=np.uint8)
     Image.fromarray(small).save(results / "images" / "fake_B" / "0002.png")
     assert toy_score.main(["--dataroot", str(toy_dataroot), "--results", str(results)]) == 2
