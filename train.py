@@ -227,8 +227,8 @@ class Trainer:
                 now = time.perf_counter()
                 losses = self.dist.mean_values(self.model.current_losses())  # over ranks: the effective batch
                 self.log.log(epoch=self.epoch, iteration=self.iteration, epoch_iter=self.epoch_iter, stage=stage,
-                             stage_start=self.model.schedule.first_iteration(stage), losses=losses, sec_per_iter=(now - window_start) / window_iters,
-                             data_sec=data_time / window_iters)
+                             stage_start=self.model.schedule.first_iteration(stage), losses=losses,
+                             sec_per_iter=(now - window_start) / window_iters, data_sec=data_time / window_iters)
                 self.visualizer.plot_current_losses(epoch=self.epoch, total_iters=self.iteration, losses=losses,
                                                     stage=stage)
                 window_start, data_time, window_iters = time.perf_counter(), 0.0, 0

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import shlex
-import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from bench.quality import mean_std  # noqa: E402
 from datasets.make_toy_dataset import generate  # noqa: E402
 from datasets.toy_metrics import toy_translation_metrics  # noqa: E402
 
@@ -84,11 +84,7 @@ def report(results: list[dict]) -> str:
     lines += ["", "| config | flags | seeds | " + " | ".join(SCORES) + " |", "| --- " * (3 + len(SCORES)) + "|"]
     for config in dict.fromkeys(r["config"] for r in results):
         rs = [r for r in results if r["config"] == config]
-        cells = []
-        for key in SCORES:
-            values = [r[key] for r in rs]
-            std = statistics.stdev(values) if len(values) > 1 else 0.0
-            cells.append(f"{statistics.mean(values):.3f} ± {std:.3f}")
+        cells = [mean_std([r[key] for r in rs], 3) for key in SCORES]
         lines.append(f"| {config} | `{rs[0]['flags']}` | {len(rs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -4,8 +4,8 @@ loss_log.jsonl holds one object per logged iteration:
     {"epoch": 3, "iter": 1200, "epoch_iter": 200, "stage": "coop", "stage_start": 1, "losses": {...},
      "sec_per_iter": 0.21, "data_sec": 0.01}
 `iter` counts training iterations (1-based); `stage_start` is the first iteration of the record's
-stage, so a plot marks the switch where it happened rather than at the next logged iteration. On resume, entries past the checkpoint are dropped
-so the log has no duplicated or missing iterations.
+stage, so a plot marks the switch where it happened rather than at the next logged iteration. On
+resume, entries past the checkpoint are dropped so the log has no duplicated or missing iterations.
 """
 from __future__ import annotations
 
