@@ -130,6 +130,12 @@ def test_training_page_shows_every_image(trained, browser, work):
                             "Langevin-revised G(x): G's target in stage 1", "real B", "identity: G(real B)"]
     assert captions[-2] == ["input x (real A)", "G(x), translation", "real B", "identity: G(real B)"]
     browser.screenshot(work / "training_page.png")
+    # a window narrower than a row of four 256 px images: they shrink, the page never scrolls sideways
+    browser.send("Emulation.setDeviceMetricsOverride", width=800, height=1500, deviceScaleFactor=1, mobile=False)
+    try:
+        assert browser.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    finally:
+        browser.send("Emulation.clearDeviceMetricsOverride")
 
 
 def test_results_page_shows_input_translation_real_B_and_score(trained, dataroot, browser, work):

@@ -230,7 +230,7 @@ def test_html_page(tmp_path):
     page.save()
     html = (tmp_path / "web" / "index.html").read_text()
     assert '<meta content="5" http-equiv="refresh">' in html
-    assert '<img src="images/x.png" style="width:64px">' in html
+    assert '<img src="images/x.png" style="width:64px; max-width:calc((100vw - 56px) / 1)">' in html
     assert sorted(p.name for p in (tmp_path / "web").iterdir()) == ["images", "index.html"]
 
 

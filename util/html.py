@@ -29,7 +29,9 @@ class HTML:
             h3(text)
 
     def add_images(self, ims: list[str], txts: list[str], links: list[str], width: int = 256) -> None:
-        """One table row: each image (path relative to ``web_dir``) links to ``links[i]``."""
+        """One table row: each image (path relative to ``web_dir``) links to ``links[i]``; images
+        shrink below ``width`` px to fit a narrower window, so the page never scrolls sideways."""
+        fit = f"calc((100vw - {40 + 16 * len(ims)}px) / {max(len(ims), 1)})"  # body margin, cell borders/padding
         row_table = table(border=1, style="table-layout: fixed;")
         self.doc.add(row_table)
         with row_table:
@@ -37,7 +39,7 @@ class HTML:
                 for im, txt, link in zip(ims, txts, links, strict=True):
                     with td(style="word-wrap: break-word;", halign="center", valign="top"):
                         with a(href=link):
-                            img(style=f"width:{width}px", src=im)
+                            img(style=f"width:{width}px; max-width:{fit}", src=im)
                         br()
                         p(txt)
 
