@@ -4,6 +4,7 @@ the candidate ways to switch from the cooperative to the adversarial stage as fu
     python bench/quality.py                         # cat2dog (real photos) and the toy set, 3 seeds per arm
     python bench/quality.py --datasets toy --seeds 0 --quick
     python bench/quality.py --datasets toy --arms CUT hard calibrated reset-all D-warmup blend
+    python bench/quality.py --report gpu_c2d_limited cpu_c2d_limited   # pool finished results, run nothing
 
 Each run is a real `train.py` run (subprocess) with in-training evaluation (--eval_freq): FID/KID
 of the translated test split against testB, every `--eval_every` epochs. All arms use the
@@ -11,7 +12,8 @@ same seeds, so each seed sees the identical image order and augmentations in eve
 randomness is keyed by (seed, epoch, index)); the arms differ only in their CoopInit flags. The test
 split is used for reporting only; nothing is tuned on it. Prints a markdown table (FID/KID at
 the end and best during training, mean ± std over seeds, wall time) and writes it, the raw
-numbers (JSON) and a plot of FID over training to bench/results/. On the toy set each run is also
+numbers (JSON) and a plot of FID over training to bench/results/; then each arm minus CUT, paired by
+seed, with a paired t-test. On the toy set each run is also
 translated by test.py and scored with the toy masks (silhouette kept, stripe strength relative to
 real zebras, background change; datasets/make_toy_dataset.py).
 """
@@ -145,11 +147,54 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+PAIRED_METRICS = (("FID final", lambda r: r["final"]["fid"]), ("KID final (x100)", lambda r: 100 * r["final"]["kid_mean"]),
+                  ("FID best", lambda r: r["best"]["fid"]), ("KID at best (x100)", lambda r: 100 * r["best"]["kid_mean"]))
+
+
+def paired(results: list[dict]) -> str:
+    """Each arm minus CUT, run by run on the same dataset, seed and source (lower FID/KID is better, so
+    a negative difference favours the arm): mean ± std of the differences, on how many pairs the arm
+    was better, and the two-sided p-value of a paired t-test (scipy.stats.ttest_1samp of the
+    differences against 0). Pairing removes what a seed does to both arms alike (its image order and
+    initial weights), which the per-arm spread of :func:`table` includes. Empty if no pairs."""
+    from scipy.stats import ttest_1samp
+
+    def key(r: dict) -> tuple:
+        return r["dataset"], r.get("source", ""), r["seed"]
+    cut = {key(r): r for r in results if r["arm"] == "CUT"}
+    lines = []
+    for dataset in dict.fromkeys(r["dataset"] for r in results):
+        for arm in ARMS:
+            pairs = [(r, cut[key(r)]) for r in results
+                     if r["dataset"] == dataset and r["arm"] == arm != "CUT" and key(r) in cut]
+            if not pairs:
+                continue
+            cells = []
+            for _, metric in PAIRED_METRICS:
+                diffs = [metric(r) - metric(c) for r, c in pairs]
+                better = sum(d < 0 for d in diffs)
+                p = f", p {ttest_1samp(diffs, 0).pvalue:.3f}" if len(diffs) > 2 else ""
+                cells.append(f"{mean_std(diffs, 2)} ({better} of {len(diffs)} better{p})")
+            lines.append(f"| {dataset} | {arm} − CUT | {len(pairs)} | " + " | ".join(cells) + " |")
+    if not lines:
+        return ""
+    head = "| dataset | difference | pairs | " + " | ".join(name for name, _ in PAIRED_METRICS) + " |"
+    return "\n".join([head, "| --- " * (head.count("|") - 1) + "|", *lines])
+
+
+def report(results: list[dict], command: str) -> str:
+    """The markdown report: per-arm table, paired differences, every run, the command."""
+    pairs = paired(results)
+    pairs = f"\n\nPaired by seed (arm minus CUT; negative = arm better):\n\n{pairs}" if pairs else ""
+    return f"{table(results)}{pairs}\n\nPer run:\n\n{per_seed(results)}\n\nCommand: `{command.strip()}`\n"
+
+
 def per_seed(results: list[dict]) -> str:
     """One line per run: the numbers behind the means, so no outcome is hidden."""
     lines = []
     for r in results:
-        line = (f"- {r['dataset']} {r['arm']} seed {r['seed']}: FID {r['final']['fid']:.1f} (best {r['best']['fid']:.1f}), "
+        source = f" ({r['source']})" if r.get("source") else ""
+        line = (f"- {r['dataset']} {r['arm']} seed {r['seed']}{source}: FID {r['final']['fid']:.1f} (best {r['best']['fid']:.1f}), "
                 f"KID x100 {100 * r['final']['kid_mean']:.2f}")
         if "toy" in r:
             line += (f", silhouette IoU {r['toy']['silhouette_iou']:.3f} (min {r['toy']['silhouette_iou_min']:.3f}), "
@@ -205,6 +250,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--rerun", action="store_true", help="ignore finished runs in bench/runs/TAG")
     parser.add_argument("--quick", action="store_true", help="a tiny budget: checks the pipeline, not quality")
+    parser.add_argument("--report", nargs="+", metavar="TAG",
+                        help="run nothing: pool the finished results OUT/TAG.json of these tags (e.g. the same "
+                             "setting on two machines) and print their report; runs pair by tag and seed")
     parser.add_argument("--worker", choices=list(PATCHED), help=argparse.SUPPRESS)
     parser.add_argument("extra", nargs="*", help="more train.py flags after --, e.g. -- --ngf 32")
     args = parser.parse_args()
@@ -212,6 +260,15 @@ def main() -> None:
         install_d_warmup(PATCHED[args.worker])
         import train
         sys.exit(train.main(args.extra))
+    if args.report:
+        results = []
+        for tag in args.report:
+            path = args.out / f"{tag}.json"
+            if not path.is_file():
+                parser.error(f"--report {tag}: {path} does not exist; run bench/quality.py --tag {tag} first")
+            results += [{**r, "source": tag} for r in json.loads(path.read_text())]
+        print(report(results, "python bench/quality.py " + " ".join(sys.argv[1:])))
+        return
     args.runs_dir = REPO / "bench" / "runs" / args.tag
     for override in args.dataroot:
         name, _, path = override.partition("=")
@@ -236,8 +293,7 @@ def main() -> None:
         return result
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(one, jobs))
-    command = "python bench/quality.py " + " ".join(sys.argv[1:])
-    text = f"{table(results)}\n\nPer run:\n\n{per_seed(results)}\n\nCommand: `{command.strip()}`\n"
+    text = report(results, "python bench/quality.py " + " ".join(sys.argv[1:]))
     print("\n" + text)
     if not args.quick:
         args.out.mkdir(parents=True, exist_ok=True)
