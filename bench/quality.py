@@ -121,6 +121,11 @@ def run(args: argparse.Namespace, *, dataset: str, arm: str, seed: int) -> dict:
     return result
 
 
+# The FID/KID columns of every report: name, value of a run, digits shown.
+METRICS = (("FID final", lambda r: r["final"]["fid"], 1), ("KID final (x100)", lambda r: 100 * r["final"]["kid_mean"], 2),
+           ("FID best", lambda r: r["best"]["fid"], 1), ("KID at best (x100)", lambda r: 100 * r["best"]["kid_mean"], 2))
+
+
 def mean_std(values: list[float], digits: int) -> str:
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.{digits}f} ± {std:.{digits}f}"
@@ -128,7 +133,7 @@ def mean_std(values: list[float], digits: int) -> str:
 
 def table(results: list[dict]) -> str:
     toy = any("toy" in r for r in results)
-    head = "| dataset | arm | seeds | FID final | KID final (x100) | FID best | KID at best (x100) |"
+    head = "| dataset | arm | seeds | " + " | ".join(name for name, _, _ in METRICS) + " |"
     head += " silhouette IoU | silhouettes kept | stripe strength | background change |" if toy else ""
     lines = [head + " wall time (min) |", "| --- " * (head.count("|") - 1 + 1) + "|"]
     for dataset in dict.fromkeys(r["dataset"] for r in results):
@@ -136,19 +141,13 @@ def table(results: list[dict]) -> str:
             rs = [r for r in results if r["dataset"] == dataset and r["arm"] == arm]
             if not rs:
                 continue
-            row = (f"| {dataset} | {arm} | {len(rs)} | {mean_std([r['final']['fid'] for r in rs], 1)} | "
-                   f"{mean_std([100 * r['final']['kid_mean'] for r in rs], 2)} | "
-                   f"{mean_std([r['best']['fid'] for r in rs], 1)} | "
-                   f"{mean_std([100 * r['best']['kid_mean'] for r in rs], 2)} | ")
+            row = (f"| {dataset} | {arm} | {len(rs)} | "
+                   + "".join(f"{mean_std([metric(r) for r in rs], digits)} | " for _, metric, digits in METRICS))
             if toy:
                 row += " | ".join(mean_std([r["toy"][k] for r in rs], 3) for k in
                                   ("silhouette_iou", "silhouette_kept", "stripe_strength", "background_error")) + " | "
             lines.append(row + f"{mean_std([r['wall_s'] / 60 for r in rs], 1)} |")
     return "\n".join(lines)
-
-
-PAIRED_METRICS = (("FID final", lambda r: r["final"]["fid"]), ("KID final (x100)", lambda r: 100 * r["final"]["kid_mean"]),
-                  ("FID best", lambda r: r["best"]["fid"]), ("KID at best (x100)", lambda r: 100 * r["best"]["kid_mean"]))
 
 
 def paired(results: list[dict]) -> str:
@@ -170,7 +169,7 @@ def paired(results: list[dict]) -> str:
             if not pairs:
                 continue
             cells = []
-            for _, metric in PAIRED_METRICS:
+            for _, metric, _ in METRICS:
                 diffs = [metric(r) - metric(c) for r, c in pairs]
                 better = sum(d < 0 for d in diffs)
                 p = f", p {ttest_1samp(diffs, 0).pvalue:.3f}" if len(diffs) > 2 else ""
@@ -178,7 +177,7 @@ def paired(results: list[dict]) -> str:
             lines.append(f"| {dataset} | {arm} − CUT | {len(pairs)} | " + " | ".join(cells) + " |")
     if not lines:
         return ""
-    head = "| dataset | difference | pairs | " + " | ".join(name for name, _ in PAIRED_METRICS) + " |"
+    head = "| dataset | difference | pairs | " + " | ".join(name for name, _, _ in METRICS) + " |"
     return "\n".join([head, "| --- " * (head.count("|") - 1) + "|", *lines])
 
 
@@ -260,6 +259,7 @@ def main() -> None:
         install_d_warmup(PATCHED[args.worker])
         import train
         sys.exit(train.main(args.extra))
+    command = "python bench/quality.py " + " ".join(sys.argv[1:])
     if args.report:
         results = []
         for tag in args.report:
@@ -267,7 +267,7 @@ def main() -> None:
             if not path.is_file():
                 parser.error(f"--report {tag}: {path} does not exist; run bench/quality.py --tag {tag} first")
             results += [{**r, "source": tag} for r in json.loads(path.read_text())]
-        print(report(results, "python bench/quality.py " + " ".join(sys.argv[1:])))
+        print(report(results, command))
         return
     args.runs_dir = REPO / "bench" / "runs" / args.tag
     for override in args.dataroot:
@@ -293,7 +293,7 @@ def main() -> None:
         return result
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(one, jobs))
-    text = report(results, "python bench/quality.py " + " ".join(sys.argv[1:]))
+    text = report(results, command)
     print("\n" + text)
     if not args.quick:
         args.out.mkdir(parents=True, exist_ok=True)
