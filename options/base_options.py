@@ -7,6 +7,7 @@ existing commands keep working. Each model and dataset adds its own flags throug
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 import data
@@ -18,6 +19,9 @@ NETG_CHOICES = ("resnet_9blocks", "resnet_6blocks", "resnet_4blocks")
 NETD_CHOICES = ("basic", "n_layers", "pixel")
 NORM_CHOICES = ("instance", "batch", "none")
 PREPROCESS_CHOICES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+
+
+log = logging.getLogger(__name__)
 
 
 class _ArgvParser(argparse.ArgumentParser):
@@ -70,7 +74,9 @@ class BaseOptions:
         g.add_argument("--netD", default="basic", choices=choices_with_unavailable("netD", NETD_CHOICES),
                        help="discriminator: basic = 70x70 PatchGAN, n_layers = PatchGAN with "
                             "--n_layers_D layers, pixel = 1x1 PatchGAN" + unavailable_help("netD"))
-        g.add_argument("--n_layers_D", type=int, default=3, help="layers of the n_layers discriminator")
+        g.add_argument("--n_layers_D", type=int, default=3,
+                       help="layers of the n_layers discriminator; used only with --netD n_layers (basic is "
+                            "always 3 layers, as in CUT)")
         g.add_argument("--normG", default="instance", choices=NORM_CHOICES, help="generator normalization")
         g.add_argument("--normD", default="instance", choices=NORM_CHOICES,
                        help="discriminator normalization")
@@ -160,6 +166,10 @@ class BaseOptions:
                               "image twice and doubles it back")
         if not all(part.strip().isdigit() for part in getattr(opt, "nce_layers", "0").split(",")):
             self.parser.error(f"--nce_layers {opt.nce_layers}: expected comma-separated layer numbers, e.g. 0,4,8")
+        if opt.netD != "n_layers" and opt.n_layers_D != self.parser.get_default("n_layers_D"):
+            # CUT ignores it silently too; kept legal so CUT commands run, but a sweep over it would measure nothing
+            log.warning("--n_layers_D %d has no effect with --netD %s (basic is a fixed 3-layer PatchGAN): "
+                        "add --netD n_layers to use it", opt.n_layers_D, opt.netD)
         gpu_ids = [part.strip() for part in str(opt.gpu_ids or "").split(",") if part.strip()]
         if not all(part.lstrip("-").isdigit() for part in gpu_ids):
             self.parser.error(f"--gpu_ids {opt.gpu_ids}: expected GPU numbers such as 0 or 0,1, or -1 for the CPU")

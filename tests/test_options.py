@@ -94,6 +94,16 @@ def test_help_mentions_every_flag(options, some_flags, capsys):
     assert flags - mentioned == set()
 
 
+def test_n_layers_D_without_netD_n_layers_warns_that_it_does_nothing(caplog):
+    with caplog.at_level("WARNING", logger="options.base_options"):
+        assert parse_train("--n_layers_D", "2").n_layers_D == 2  # accepted, as CUT accepts it
+    assert "--n_layers_D 2 has no effect with --netD basic" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="options.base_options"):
+        parse_train("--netD", "n_layers", "--n_layers_D", "2")
+    assert "n_layers_D" not in caplog.text
+
+
 def test_test_options_inherit_architecture_from_training(tmp_path):
     trained = parse_train("--name", "run", "--checkpoints_dir", str(tmp_path), "--netG", "resnet_4blocks",
                           "--ngf", "8", "--input_nc", "1", "--no_antialias", "--crop_size", "32",
