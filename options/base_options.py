@@ -168,8 +168,8 @@ class BaseOptions:
             self.parser.error(f"--nce_layers {opt.nce_layers}: expected comma-separated layer numbers, e.g. 0,4,8")
         if opt.netD != "n_layers" and opt.n_layers_D != self.parser.get_default("n_layers_D"):
             # CUT ignores it silently too; kept legal so CUT commands run, but a sweep over it would measure nothing
-            log.warning("--n_layers_D %d has no effect with --netD %s (basic is a fixed 3-layer PatchGAN): "
-                        "add --netD n_layers to use it", opt.n_layers_D, opt.netD)
+            log.warning("--n_layers_D %d has no effect with --netD %s (only n_layers reads it; basic is a fixed "
+                        "3-layer PatchGAN): add --netD n_layers to use it", opt.n_layers_D, opt.netD)
         gpu_ids = [part.strip() for part in str(opt.gpu_ids or "").split(",") if part.strip()]
         if not all(part.lstrip("-").isdigit() for part in gpu_ids):
             self.parser.error(f"--gpu_ids {opt.gpu_ids}: expected GPU numbers such as 0 or 0,1, or -1 for the CPU")
