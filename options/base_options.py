@@ -166,8 +166,9 @@ class BaseOptions:
                               "image twice and doubles it back")
         if not all(part.strip().isdigit() for part in getattr(opt, "nce_layers", "0").split(",")):
             self.parser.error(f"--nce_layers {opt.nce_layers}: expected comma-separated layer numbers, e.g. 0,4,8")
-        if opt.netD != "n_layers" and opt.n_layers_D != self.parser.get_default("n_layers_D"):
-            # CUT ignores it silently too; kept legal so CUT commands run, but a sweep over it would measure nothing
+        if self.is_train and opt.netD != "n_layers" and opt.n_layers_D != self.parser.get_default("n_layers_D"):
+            # CUT ignores it silently too; kept legal so CUT commands run, but a sweep over it would measure nothing.
+            # Training only: test.py builds no D, so "add --netD n_layers" would be wrong advice there.
             log.warning("--n_layers_D %d has no effect with --netD %s (only n_layers reads it; basic is a fixed "
                         "3-layer PatchGAN): add --netD n_layers to use it", opt.n_layers_D, opt.netD)
         gpu_ids = [part.strip() for part in str(opt.gpu_ids or "").split(",") if part.strip()]
