@@ -16,7 +16,7 @@ import torch
 from models import coop
 from models.calibration import CALIBRATION_IMAGES, Calibration, calibrate_discriminator, output_layer
 from models.base_model import BaseModel, check_finite, set_requires_grad
-from models.gan_loss import gan_loss
+from models.gan_loss import gan_loss, r1_penalty
 from models.networks.discriminators import build_discriminator
 from models.networks.generators import build_generator
 from models.patchnce import PatchSampleF, patch_nce_loss
@@ -41,6 +41,9 @@ class CUTModel(BaseModel):
                        help="CUT, or FastCUT (no identity NCE, lambda_NCE 10, flip equivariance, 150+50 epochs)")
         g.add_argument("--lambda_GAN", type=float, default=1.0, help="weight of the GAN loss")
         g.add_argument("--lambda_NCE", type=float, default=1.0, help="weight of the PatchNCE loss")
+        g.add_argument("--lambda_R1", type=float, default=0.0,
+                       help="gamma of the R1 gradient penalty on D's real images, (gamma / 2) * |grad_x D(x)|^2 "
+                            "added to D's adversarial loss (Mescheder et al. 2018; not in CUT: 0 = off, as CUT)")
         g.add_argument("--nce_idt", type=str2bool, nargs="?", const=True, default=False,
                        help="also apply PatchNCE to G(B) vs B (identity), as CUT does")
         g.add_argument("--nce_layers", default="0,4,8,12,16", help="generator layers PatchNCE compares")
@@ -115,7 +118,7 @@ class CUTModel(BaseModel):
         if opt.coop_epochs > 0 and opt.coop_calibrate_D and output_layer(self.netD).bias is None:
             raise ValueError(f"--coop_calibrate_D shifts D's scores through its last layer's bias, which --netD "
                              f"{opt.netD} --normD {opt.normD} lacks: use --coop_calibrate_D false or --normD instance")
-        self.loss_names = STAGE1_LOSSES + STAGE2_LOSSES + self.loss_names
+        self.loss_names = STAGE1_LOSSES + STAGE2_LOSSES + (["R1"] if opt.lambda_R1 > 0 else []) + self.loss_names
         betas = (opt.beta1, opt.beta2)
         self.optimizers["G"] = torch.optim.Adam(self.netG.parameters(), lr=opt.lr, betas=betas)
         self.optimizers["D"] = torch.optim.Adam(self.netD.parameters(), lr=opt.lr, betas=betas)
@@ -232,7 +235,7 @@ class CUTModel(BaseModel):
         return list(fn(torch.cat(batches)).split([batch.shape[0] for batch in batches]))
 
     def discriminator_loss(self, weight: float) -> torch.Tensor:
-        """(1 - w) * [mean f(revised) - mean f(real)] + w * (D_real + D_fake) / 2."""
+        """(1 - w) * [mean f(revised) - mean f(real)] + w * [(D_real + D_fake) / 2 + (lambda_R1 / 2) * R1]."""
         total = torch.zeros((), device=self.device)
         if weight < 1.0:
             f_data, f_revised = self.batched(functools.partial(coop.patch_score, self.netD),
@@ -241,11 +244,16 @@ class CUTModel(BaseModel):
             self.losses.update(EBM=ebm.detach(), f_data=f_data.mean().detach(), f_revised=f_revised.mean().detach())
             total = total + (1.0 - weight) * ebm
         if weight > 0.0:
-            scores_fake, scores_real = self.batched(self.netD, self.fake_B.detach(), self.real_B)
+            real = self.real_B.detach().requires_grad_(self.opt.lambda_R1 > 0)
+            scores_fake, scores_real = self.batched(self.netD, self.fake_B.detach(), real)
             d_fake = gan_loss(scores_fake, target_is_real=False, mode=self.opt.gan_mode)
             d_real = gan_loss(scores_real, target_is_real=True, mode=self.opt.gan_mode)
             self.losses.update(D_fake=d_fake.detach(), D_real=d_real.detach())
             total = total + weight * 0.5 * (d_fake + d_real)
+            if self.opt.lambda_R1 > 0:
+                r1 = r1_penalty(scores_real, real)
+                self.losses["R1"] = r1.detach()
+                total = total + weight * 0.5 * self.opt.lambda_R1 * r1
         return total
 
     def generator_loss(self, weight: float) -> torch.Tensor:

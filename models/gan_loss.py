@@ -23,3 +23,16 @@ def gan_loss(scores: torch.Tensor, *, target_is_real: bool, mode: str) -> torch.
     if mode == "wgangp":
         return -scores.mean() if target_is_real else scores.mean()
     raise ValueError(f"unknown --gan_mode {mode!r}; choose one of {', '.join(GAN_MODES)}")
+
+
+def r1_penalty(scores_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """R1 = E_x ||grad_x sum_patches D(x)||^2 over real images x: the gradient penalty of Mescheder
+    et al., "Which Training Methods for GANs do actually Converge?" (ICML 2018), eq. 9, without
+    its gamma / 2. It keeps D flat on the real data, so G is pushed by D's ranking of whole
+    patches rather than by sharp pixel-level gradients.
+
+    scores_real: D's score map (N, 1, H', W') computed from `real` (N, C, H, W), which must
+    require grad; the graph is kept so that the penalty trains D. Returns a scalar.
+    """
+    (grad,) = torch.autograd.grad(scores_real.float().sum(), real, create_graph=True)
+    return grad.float().pow(2).flatten(1).sum(1).mean()

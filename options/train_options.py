@@ -107,7 +107,7 @@ class TrainOptions(BaseOptions):
             except ValueError as error:  # also a negative value
                 self.parser.error(str(error))
         for flag in ("coop_langevin_steps", "coop_step_size", "coop_blend_iters", "coop_energy_reg",
-                     "lambda_GAN", "lambda_NCE", "lambda_teach"):
+                     "lambda_GAN", "lambda_NCE", "lambda_R1", "lambda_teach"):
             if getattr(opt, flag, 0) < 0:
                 self.parser.error(f"--{flag} must be >= 0")
         if getattr(opt, "coop_ref_sigma", 1) <= 0:
