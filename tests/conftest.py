@@ -48,6 +48,11 @@ def as_argv(flags: dict) -> list[str]:
     return argv
 
 
+def run_dir(argv: list[str]) -> Path:
+    """The run folder a train.py argv writes to: CHECKPOINTS_DIR/NAME."""
+    return Path(argv[argv.index("--checkpoints_dir") + 1]) / argv[argv.index("--name") + 1]
+
+
 def load_test_script():
     """test.py as a module, loaded by path: `import test` could find the standard library's test package."""
     spec = importlib.util.spec_from_file_location("coopinit_test_script", ROOT / "test.py")

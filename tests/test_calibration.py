@@ -1,21 +1,16 @@
 """D's output calibration at CoopInit's switch (models/calibration.py) and its use by CUTModel/train.py."""
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
 
 import train
+from conftest import run_dir
 from models.calibration import CALIBRATION_IMAGES, calibrate_discriminator, fit_calibration, fold_affine
 from models.coop import mle_loss, patch_score
 from models.cut_model import CUTModel
 from models.gan_loss import gan_loss
 from models.networks.discriminators import NLayerDiscriminator
 from util.run_log import read_jsonl
-
-
-def run_dir(argv: list[str]) -> Path:
-    return Path(argv[argv.index("--checkpoints_dir") + 1]) / argv[argv.index("--name") + 1]
 
 
 def d_loss(real: torch.Tensor, fake: torch.Tensor, mode: str) -> float:

@@ -22,16 +22,13 @@ import torch
 
 import train
 from bench import soak
+from conftest import run_dir
 from data.unaligned_dataset import UnalignedDataset
 from models.cut_model import CUTModel
 from util.checkpoint import CheckpointError, atomic_save, non_finite_tensors, safe_load
 from util.run_log import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_dir(argv: list[str]) -> Path:
-    return Path(argv[argv.index("--checkpoints_dir") + 1]) / argv[argv.index("--name") + 1]
 
 
 def logged_iterations(folder: Path) -> list[int]:

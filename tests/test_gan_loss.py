@@ -1,13 +1,12 @@
 """The R1 gradient penalty (models/gan_loss.py) against closed forms, and in a training run."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
 
 import train
+from conftest import run_dir
 from models.gan_loss import r1_penalty
 from util.run_log import read_jsonl
 
@@ -42,7 +41,3 @@ def test_r1_is_logged_in_the_adversarial_stage_only_when_asked(tiny_train_args):
         assert adversarial and len(adversarial) < len(entries)
         assert all(("R1" in e["losses"]) == (expect_r1 and e["stage"] == "adversarial") for e in entries)
         assert all(e["losses"]["R1"] > 0 for e in adversarial if expect_r1)
-
-
-def run_dir(argv: list[str]) -> Path:
-    return Path(argv[argv.index("--checkpoints_dir") + 1]) / argv[argv.index("--name") + 1]

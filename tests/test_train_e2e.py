@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 import train
+from conftest import run_dir
 from models import coop
 from models.cut_model import CUTModel
 from util.checkpoint import safe_load
@@ -26,10 +27,6 @@ _spec.loader.exec_module(test_script)
 COOP_LOSSES = {"EBM", "teach", "f_data", "f_revised", "NCE", "NCE_Y"}
 ADVERSARIAL_LOSSES = {"G_GAN", "D_real", "D_fake", "G", "NCE", "NCE_Y"}
 SWITCH = "starts the adversarial stage"
-
-
-def run_dir(argv: list[str]) -> Path:
-    return Path(argv[argv.index("--checkpoints_dir") + 1]) / argv[argv.index("--name") + 1]
 
 
 def read_log(folder: Path) -> list[dict]:
