@@ -59,11 +59,9 @@ def list_images(folder: str | Path, max_dataset_size: float = float("inf")) -> l
 def _problem(path: Path, min_size: int) -> str | None:
     """Why `path` cannot be trained on, from its header (PNG: all chunks), or None if it looks fine."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # compared below instead
-            with Image.open(path) as img:
-                (width, height), fmt = img.size, img.format
-                img.verify()
+        with Image.open(path) as img:
+            (width, height), fmt = img.size, img.format
+            img.verify()
         limit = Image.MAX_IMAGE_PIXELS
         if limit and width * height > limit:
             return (f"{width}x{height} is over PIL's decompression-bomb limit of {limit} pixels: "
@@ -95,9 +93,13 @@ def check_images(paths: list[Path], *, min_size: int = 0) -> None:
     """Open every file's header before training starts and raise ONE DatasetError naming every
     file that cannot be used (unreadable, truncated, too large, or smaller than `min_size`),
     rather than failing in a data-loader worker hours later. Threads hide file-system latency."""
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        problems = [f"  {path}: {problem}"
-                    for path, problem in zip(paths, pool.map(lambda p: _problem(p, min_size), paths)) if problem]
+    # The filter is set once, here: warnings.catch_warnings swaps process-wide state, so entering and
+    # leaving it in each worker thread races and could leak PIL's warning beside our own message.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # _problem compares the size itself
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            problems = [f"  {path}: {problem}"
+                        for path, problem in zip(paths, pool.map(lambda p: _problem(p, min_size), paths)) if problem]
     if problems:
         raise DatasetError(f"{len(problems)} of {len(paths)} image files cannot be used:\n" + "\n".join(problems)
                            + "\nremove or replace these files (or change the options named), then run again")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -148,8 +149,10 @@ def test_images_over_the_decompression_bomb_limit_are_refused_up_front(tmp_path)
     Image.new("1", (10000, 10000)).save(tmp_path / "huge.png")  # 100 Mpx: PIL only warns
     Image.new("1", (14000, 14000)).save(tmp_path / "bomb.png")  # 196 Mpx: PIL refuses to open
     write_rgb(tmp_path, 1)
-    with pytest.raises(DatasetError) as caught:
+    with warnings.catch_warnings(record=True) as shown, pytest.raises(DatasetError) as caught:
+        warnings.simplefilter("always")
         check_images(list_images(tmp_path))
+    assert not [w for w in shown if issubclass(w.category, Image.DecompressionBombWarning)]  # our message only
     message = str(caught.value)
     assert message.startswith("2 of 3 image files cannot be used")
     assert f"{tmp_path / 'huge.png'}: 10000x10000 is over PIL's decompression-bomb limit" in message
