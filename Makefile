@@ -8,8 +8,8 @@ SEED := 0
 # A short CoopInit-CUT run on the embedded toy dataset: CPU, about 7 minutes on 2 cores, every CoopInit
 # flag at its default. What these flags trade away against a real run: README, "Quick start".
 DEMO_FLAGS := --dataroot $(DEMO_DATA) --name $(DEMO_NAME) --checkpoints_dir $(DEMO_CHECKPOINTS) --seed $(SEED) --gpu_ids -1 \
-	--load_size 64 --crop_size 64 --max_dataset_size 150 --ngf 16 --ndf 32 --netG resnet_6blocks --normG batch --no_antialias --lambda_NCE 2 --lambda_R1 0.1 \
-	--n_epochs 8 --n_epochs_decay 4 --num_threads 1 --print_freq 50 --display_freq 50 --display_id 0 \
+	--load_size 64 --crop_size 64 --max_dataset_size 300 --ngf 16 --ndf 32 --netG resnet_6blocks --normG batch --no_antialias --lambda_NCE 2 --lambda_R1 0.1 \
+	--n_epochs 4 --n_epochs_decay 2 --num_threads 1 --print_freq 50 --display_freq 50 --display_id 0 \
 	--update_html_freq 50 --save_latest_freq 200
 
 .PHONY: venv demo demo-flags test test-fast clean
