@@ -38,7 +38,7 @@ from PIL import Image
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "toy"
 FORMAT = "coopinit-cut-toy"
-VERSION = 3  # bump whenever the images change for the same arguments: old sets regenerate
+VERSION = 4  # bump whenever the images change for the same arguments: old sets regenerate
 SPLITS = ("train", "test")
 DOMAINS = ("A", "B")
 MASKED_SPLIT = "test"  # the split that also gets masks and background plates
@@ -212,17 +212,21 @@ def _shading(fields: Fields, y: np.ndarray) -> np.ndarray:
 
 
 def _horse_coat(rng: np.random.Generator, parts: Sequence[Capsule], fields: Fields,
-                behind: float) -> np.ndarray:
-    """Flat coat colour per pixel; the first coat (random order) that stands out from the
-    background luma `behind` wins, else the most contrasting one."""
+                shading: np.ndarray, mask: np.ndarray, behind: float) -> np.ndarray:
+    """Shaded coat colour per pixel; the first coat (random order) whose shaded body stands out
+    from the background luma `behind` (mean over `mask`) by MIN_COAT_CONTRAST wins, else the most
+    contrasting one. Measured on the rendered colours (tone and shading applied), so no horse
+    blends into its scene."""
     order = rng.permutation(len(COATS))
-    contrast = [abs(float(np.dot(LUMA, COATS[k][0])) - behind) for k in order]
-    passing = [k for k, c in zip(order, contrast) if c >= MIN_COAT_CONTRAST]
-    body, points = (np.array(c, dtype=np.float32) for c in
-                    COATS[passing[0] if passing else order[int(np.argmax(contrast))]])
     tone = rng.uniform(0.88, 1.12) + rng.uniform(-0.03, 0.03, size=3).astype(np.float32)
     is_points = np.array([cap.points for cap in parts])[fields.owner]
-    return np.clip(np.where(is_points[..., None], points, body) * tone, 0, 1)
+    coats = []
+    for body, points in (COATS[k] for k in order):
+        coat = np.clip(np.where(is_points[..., None], np.float32(points), np.float32(body)) * tone, 0, 1)
+        coats.append(np.clip(coat * shading[..., None], 0, 1))
+    contrast = [abs(float((coat[mask] @ LUMA).mean()) - behind) for coat in coats]
+    passing = [i for i, c in enumerate(contrast) if c >= MIN_COAT_CONTRAST]
+    return coats[passing[0] if passing else int(np.argmax(contrast))]
 
 
 def _zebra_coat(rng: np.random.Generator, parts: Sequence[Capsule], fields: Fields,
@@ -269,13 +273,14 @@ def render_sample(rng: np.random.Generator, *, size: int, domain: str) -> Sample
     px_per_unit = size * placement.scale
     coverage = np.clip(0.5 - fields.sdf * px_per_unit, 0, 1)
     mask = coverage >= 0.5
+    shading = _shading(fields, cy)
     if domain == "A":
         behind = float(np.dot(background[mask].mean(axis=0), LUMA))
-        coat = _horse_coat(rng, parts, fields, behind)
+        animal = _horse_coat(rng, parts, fields, shading, mask, behind)
     else:
         period_px = rng.uniform(7.0, 10.0) * size / 64
         coat = _zebra_coat(rng, parts, fields, period_px, px_per_unit)
-    animal = np.clip(coat * _shading(fields, cy)[..., None], 0, 1)
+        animal = np.clip(coat * shading[..., None], 0, 1)
     alpha = coverage[..., None]
     image = background * (1 - alpha) + animal * alpha
     return Sample(image=_to_uint8(image), mask=mask, background=_to_uint8(background))
