@@ -1,8 +1,8 @@
 """`make demo` end to end with its exact flags (the Makefile is their one place): data, train.py with
 every CoopInit flag at its default, test.py, the toy score. The demo must translate: stripes where
 the horses were, the horses' outlines and the background's colours about kept. Each threshold sits
-well below the worst of seeds 0, 1, 2 (README, "Quick start", has the per-seed scores); this test runs
-seed 0."""
+below the worst of seeds 0, 1, 2 and well above a collapsed or untranslated demo (README, "Quick
+start", has the per-seed scores); this test runs seed 0."""
 from __future__ import annotations
 
 import json
@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# On a 2-core CPU (2 threads, as a user runs it) seeds 0 / 1 / 2 gave stripe strength 0.89 / 0.83 / 0.92,
-# mean silhouette IoU 0.64 / 0.70 / 0.66 with 80 / 92 / 90 % of the images kept, and background change
-# 0.045 / 0.041 / 0.049 (docs/results.md, "The demo"; 1 thread: 86-92 % kept). The untranslated horses
+# On a 2-core CPU (2 threads, as a user runs it) seeds 0 / 1 / 2 gave stripe strength 0.79 / 0.81 / 0.96,
+# mean silhouette IoU 0.63 / 0.71 / 0.58 with 82 / 96 / 68 % of the images kept, and background change
+# 0.049 / 0.042 / 0.062 (docs/results.md, "The demo"; toy v3: 80-92 % kept). The untranslated horses
 # score 0.05 stripes; the blurred blobs of an earlier demo scored IoU 0.27-0.35 with 0-2 % kept; the
 # instance-norm demo changed the background by 0.118-0.121, and a repainted scene changes >= 0.2.
 MIN_STRIPE_STRENGTH = 0.6
-MIN_SILHOUETTE_IOU = 0.55
-MIN_SILHOUETTE_KEPT = 0.7
+MIN_SILHOUETTE_IOU = 0.5
+MIN_SILHOUETTE_KEPT = 0.6
 MAX_BACKGROUND_CHANGE = 0.08
 
 
