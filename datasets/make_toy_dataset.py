@@ -213,10 +213,10 @@ def _shading(fields: Fields, y: np.ndarray) -> np.ndarray:
 
 def _horse_coat(rng: np.random.Generator, parts: Sequence[Capsule], fields: Fields,
                 shading: np.ndarray, mask: np.ndarray, behind: float) -> np.ndarray:
-    """Shaded coat colour per pixel; the first coat (random order) whose shaded body stands out
-    from the background luma `behind` (mean over `mask`) by MIN_COAT_CONTRAST wins, else the most
-    contrasting one. Measured on the rendered colours (tone and shading applied), so no horse
-    blends into its scene."""
+    """The horse's rendered colours, (H, W, 3) float32 in [0, 1]: the first coat (random order)
+    whose mean luma over `mask`, tone and shading applied, differs from the background luma
+    `behind` by at least MIN_COAT_CONTRAST wins, else the most contrasting one. Checking the
+    rendered colours, not the flat body colour (toy v3), keeps every horse visible."""
     order = rng.permutation(len(COATS))
     tone = rng.uniform(0.88, 1.12) + rng.uniform(-0.03, 0.03, size=3).astype(np.float32)
     is_points = np.array([cap.points for cap in parts])[fields.owner]
