@@ -126,7 +126,7 @@ def export(opt: argparse.Namespace) -> tuple[Path, list[tuple[str, tuple[int, in
     model = create_model(opt, torch.device("cpu"))
     run_dir = Path(opt.checkpoints_dir) / opt.name
     try:
-        model.load_networks(run_dir, opt.epoch, ["G"])
+        model.load_generator(run_dir, opt.epoch)
     except CheckpointError as err:
         raise CheckpointError(f"{err}{differing_options_hint(opt)}") from err
     multiple = size_multiple(model.netG)

@@ -151,7 +151,7 @@ class Trainer:
         the optimizers and the CoopInit schedule built above stay fresh."""
         source = Path(self.opt.checkpoints_dir) / self.opt.pretrained_name
         missing = [f"{self.opt.epoch}_net_{name}.pth" for name in self.model.nets
-                   if not (source / f"{self.opt.epoch}_net_{name}.pth").is_file()]
+                   if name != "G_ema" and not (source / f"{self.opt.epoch}_net_{name}.pth").is_file()]
         if missing:
             raise CheckpointError(f"--pretrained_name {self.opt.pretrained_name}: no {', '.join(missing)} in {source} "
                                   "-- check --pretrained_name, --checkpoints_dir and --epoch")
@@ -169,7 +169,7 @@ class Trainer:
 
     def evaluate(self) -> None:
         """FID/KID of the test split now (rank 0); the best generator is kept as best_net_G.pth."""
-        entry = self.evaluator.evaluate(self.model.netG, epoch=self.epoch, iteration=self.iteration)
+        entry = self.evaluator.evaluate(self.model.inference_generator, epoch=self.epoch, iteration=self.iteration)
         self.log.message(f"(epoch: {self.epoch}, total: {self.iteration}) [eval] FID: {entry['fid']:.2f} "
                          f"KID: {entry['kid_mean']:.4f} ± {entry['kid_std']:.4f} ({entry['n_fake']} images)"
                          + (" -- new best, saved best_net_G.pth" if entry["best"] else ""))

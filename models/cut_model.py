@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import functools
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 
 from models import coop
 from models.calibration import CALIBRATION_IMAGES, Calibration, calibrate_discriminator, output_layer
 from models.base_model import BaseModel, check_finite, set_requires_grad
+from models.ema import ema_copy, update_ema
 from models.gan_loss import gan_loss, r1_penalty
 from models.networks.discriminators import build_discriminator
 from models.networks.generators import build_generator
@@ -23,6 +25,7 @@ from models.patchnce import PatchSampleF, patch_nce_loss
 from models.schedule import ADVERSARIAL, COOP_STAGE_DEFAULT, StageSchedule
 from options.common import str2bool
 from options.unavailable_choices import choices_with_unavailable, unavailable_help
+from util.checkpoint import safe_load
 
 STAGE1_LOSSES = ["EBM", "teach", "f_data", "f_revised", "f_proposal", "langevin_change",
                  "langevin_improved"]
@@ -58,6 +61,12 @@ class CUTModel(BaseModel):
         g.add_argument("--flip_equivariance", type=str2bool, nargs="?", const=True, default=False,
                        help="randomly flip inputs horizontally during training (FastCUT's regulariser)")
         if is_train:
+            g.add_argument("--ema_decay", type=float, default=0.99,
+                           help="decay d of the moving average of G's weights and batch-norm statistics, "
+                                "theta_ema <- d * theta_ema + (1 - d) * theta after every step (Yazici et al. "
+                                "2019; not in CUT), saved as EPOCH_net_G_ema.pth; test.py, export.py and "
+                                "--eval_freq translate with it. 0 = off, as CUT. Default measured on the demo "
+                                "(docs/results.md)")
             g = parser.add_argument_group("CoopInit (cooperative initialization, docs/coopinit.md)")
             g.add_argument("--coop_epochs", default=COOP_STAGE_DEFAULT,
                            help="length of the cooperative stage: epochs (fractions allowed, e.g. 2 or 0.5) or a "
@@ -106,6 +115,7 @@ class CUTModel(BaseModel):
                                     antialias_up=not opt.no_antialias_up, init_type=opt.init_type,
                                     init_gain=opt.init_gain).to(device)
         self.nets["G"] = self.netG
+        self.netG_ema: torch.nn.Module | None = None
         self.loss_names = ["NCE"] + (["NCE_Y"] if opt.nce_idt and opt.lambda_NCE > 0 else [])
         if not opt.isTrain:
             return
@@ -115,6 +125,11 @@ class CUTModel(BaseModel):
                                         norm=opt.normD, antialias=not opt.no_antialias, init_type=opt.init_type,
                                         init_gain=opt.init_gain).to(device)
         self.nets.update(F=self.netF, D=self.netD)
+        if not 0 <= opt.ema_decay < 1:
+            raise ValueError(f"--ema_decay {opt.ema_decay}: must be in [0, 1) (0 = no moving average of G)")
+        self.netG_ema = ema_copy(self.netG) if opt.ema_decay > 0 else None
+        if self.netG_ema is not None:
+            self.nets["G_ema"] = self.netG_ema
         if opt.coop_epochs > 0 and opt.coop_calibrate_D and output_layer(self.netD).bias is None:
             raise ValueError(f"--coop_calibrate_D shifts D's scores through its last layer's bias, which --netD "
                              f"{opt.netD} --normD {opt.normD} lacks: use --coop_calibrate_D false or --normD instance")
@@ -123,6 +138,28 @@ class CUTModel(BaseModel):
         self.optimizers["G"] = torch.optim.Adam(self.netG.parameters(), lr=opt.lr, betas=betas)
         self.optimizers["D"] = torch.optim.Adam(self.netD.parameters(), lr=opt.lr, betas=betas)
         self.schedule = StageSchedule(coop_iters=0)
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def load_networks(self, run_dir: Path, tag: str | int, names: list[str]) -> None:
+        """As BaseModel's; a run without TAG_net_G_ema.pth (CUT's, or one trained with --ema_decay 0)
+        starts the moving average from G."""
+        has_ema = "G_ema" in names and (Path(run_dir) / f"{tag}_net_G_ema.pth").is_file()
+        super().load_networks(run_dir, tag, [n for n in names if n != "G_ema" or has_ema])
+        if "G_ema" in names and not has_ema:
+            self.netG_ema.load_state_dict(self.netG.state_dict())
+
+    def load_generator(self, run_dir: Path, tag: str | int) -> str:
+        """Load the generator test.py translates with into netG: TAG_net_G_ema.pth (the moving average)
+        if the run has it, else TAG_net_G.pth. Returns the file's name; CheckpointError as load_networks."""
+        name = "G_ema" if (Path(run_dir) / f"{tag}_net_G_ema.pth").is_file() else "G"
+        path = Path(run_dir) / f"{tag}_net_{name}.pth"
+        self._load_net(self.netG, safe_load(path, self.device), str(path))
+        return path.name
+
+    @property
+    def inference_generator(self) -> torch.nn.Module:
+        """The generator a user gets from this run: the moving average if there is one, else G."""
+        return self.netG_ema if self.netG_ema is not None else self.netG
 
     # -- data ---------------------------------------------------------------------------------
     def set_input(self, batch: dict) -> None:
@@ -214,6 +251,8 @@ class CUTModel(BaseModel):
         for name in ("G", "F"):
             if name in self.optimizers:
                 self.optimizers[name].step()
+        if self.netG_ema is not None:
+            update_ema(self.netG_ema, self.netG, decay=self.opt.ema_decay)
         return stage
 
     def revise(self) -> torch.Tensor:

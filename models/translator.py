@@ -201,7 +201,7 @@ def build_translator(opt: argparse.Namespace, *, progress: bool = False) -> Tran
     device = select_device(opt.gpu_ids)
     model = create_model(opt, device)
     try:
-        model.load_networks(Path(opt.checkpoints_dir) / opt.name, opt.epoch, ["G"])
+        model.load_generator(Path(opt.checkpoints_dir) / opt.name, opt.epoch)
     except CheckpointError as err:
         raise CheckpointError(f"{err}{differing_options_hint(opt)}") from err
     model.prepare_inference()

@@ -53,7 +53,7 @@ def one_training_step(dataroot, *, amp: bool, coop_iters: int = 0) -> tuple[dict
     torch.manual_seed(1)
     model.optimize(0)
     gradients = {name: torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None])
-                 for name, net in model.nets.items()}
+                 for name, net in model.nets.items() if name != "G_ema"}  # the moving average has no gradients
     return {k: float(v) for k, v in model.losses.items()}, gradients
 
 

@@ -230,7 +230,7 @@ def test_test_py_and_resume_name_the_option_that_differs_from_training(tiny_trai
     code = test_script.main(argv[:6] + ["--ngf", "16", "--num_threads", "0", "--results_dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith(f"error: {tmp_path / 'checkpoints' / 'tiny' / 'latest_net_G.pth'} does not match")
+    assert err.startswith(f"error: {tmp_path / 'checkpoints' / 'tiny' / 'latest_net_G_ema.pth'} does not match")
     assert "options that differ from training: --ngf 16 (trained with 8)" in err
 
     assert train.main(argv + ["--continue_train", "--ngf", "16"]) == 2

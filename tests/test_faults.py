@@ -148,7 +148,7 @@ def test_disk_full_while_saving_stops_cleanly_and_keeps_the_last_good_checkpoint
     def replace_until_the_disk_fills(src, dst):
         if str(dst).endswith(".pth"):
             calls.append(dst)
-            if len(calls) > 4:  # the save at iteration 2 (3 weight files + state) fits, later ones do not
+            if len(calls) > 5:  # the save at iteration 2 (4 weight files + state) fits, later ones do not
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         replace(src, dst)
     monkeypatch.setattr(os, "replace", replace_until_the_disk_fills)

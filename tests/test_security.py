@@ -85,13 +85,13 @@ def test_a_checkpoint_carrying_a_python_object_is_refused_everywhere(trained, tm
     with pytest.raises(CheckpointError, match=re.escape(f"refusing to load {tmp_path / 'evil.pth'}: {expected}")):
         safe_load(tmp_path / "evil.pth")
 
-    shutil.copy(folder / "latest_net_G.pth", tmp_path / "good_G.pth")
-    plant(folder / "latest_net_G.pth", marker)
+    shutil.copy(folder / "latest_net_G_ema.pth", tmp_path / "good_G.pth")  # the generator test.py loads
+    plant(folder / "latest_net_G_ema.pth", marker)
     capsys.readouterr()
     assert test_script.main(argv[:6] + ["--num_threads", "0", "--results_dir", str(tmp_path / "results")]) == 2
-    assert f"error: refusing to load {folder / 'latest_net_G.pth'}: {expected}" in capsys.readouterr().err
+    assert f"error: refusing to load {folder / 'latest_net_G_ema.pth'}: {expected}" in capsys.readouterr().err
 
-    shutil.copy(tmp_path / "good_G.pth", folder / "latest_net_G.pth")
+    shutil.copy(tmp_path / "good_G.pth", folder / "latest_net_G_ema.pth")
     plant(folder / "latest_state.pth", marker)
     assert train.main(argv + ["--continue_train"]) == 2
     assert f"error: refusing to load {folder / 'latest_state.pth'}: {expected}" in capsys.readouterr().err
