@@ -148,6 +148,13 @@ class CUTModel(BaseModel):
         if "G_ema" in names and not has_ema:
             self.netG_ema.load_state_dict(self.netG.state_dict())
 
+    def load_state_dict(self, state: dict) -> None:
+        """As BaseModel's; a training state without the moving average (a run from before it, or one
+        trained with --ema_decay 0) starts it from G."""
+        if self.netG_ema is not None and "G_ema" not in state["nets"]:
+            state = {**state, "nets": {**state["nets"], "G_ema": state["nets"]["G"]}}
+        super().load_state_dict(state)
+
     def load_generator(self, run_dir: Path, tag: str | int) -> str:
         """Load the generator test.py translates with into netG: TAG_net_G_ema.pth (the moving average)
         if the run has it, else TAG_net_G.pth. Returns the file's name; CheckpointError as load_networks."""

@@ -51,3 +51,11 @@ def test_without_the_average_test_py_translates_with_G(tiny_train_args):
     translator = load_translator(folder, device="cpu")
     for key, value in translator.model.netG.state_dict().items():
         assert torch.equal(value, last[key]), key
+
+
+def test_a_run_without_the_average_resumes_with_it_started_from_G(tiny_train_args):
+    argv = tiny_train_args("resume_old", ema_decay=0, n_epochs=1, n_epochs_decay=0)
+    assert train.main(argv) == 0
+    argv = tiny_train_args("resume_old", ema_decay=0.9, n_epochs=2, n_epochs_decay=0)
+    assert train.main(argv + ["--continue_train"]) == 0
+    assert (run_dir(argv) / "latest_net_G_ema.pth").is_file()
