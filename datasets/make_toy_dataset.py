@@ -220,13 +220,15 @@ def _horse_coat(rng: np.random.Generator, parts: Sequence[Capsule], fields: Fiel
     order = rng.permutation(len(COATS))
     tone = rng.uniform(0.88, 1.12) + rng.uniform(-0.03, 0.03, size=3).astype(np.float32)
     is_points = np.array([cap.points for cap in parts])[fields.owner]
-    coats = []
+    tried = []  # (contrast, rendered coat), in order, until one passes
     for body, points in (COATS[k] for k in order):
         coat = np.clip(np.where(is_points[..., None], np.float32(points), np.float32(body)) * tone, 0, 1)
-        coats.append(np.clip(coat * shading[..., None], 0, 1))
-    contrast = [abs(float((coat[mask] @ LUMA).mean()) - behind) for coat in coats]
-    passing = [i for i, c in enumerate(contrast) if c >= MIN_COAT_CONTRAST]
-    return coats[passing[0] if passing else int(np.argmax(contrast))]
+        coat = np.clip(coat * shading[..., None], 0, 1)
+        contrast = abs(float((coat[mask] @ LUMA).mean()) - behind)
+        if contrast >= MIN_COAT_CONTRAST:
+            return coat
+        tried.append((contrast, coat))
+    return max(tried, key=lambda pair: pair[0])[1]
 
 
 def _zebra_coat(rng: np.random.Generator, parts: Sequence[Capsule], fields: Fields,
