@@ -113,7 +113,7 @@ class Trainer:
 
     def resume(self) -> None:
         path = self.run_dir / STATE_FILE.format(tag=self.opt.epoch)
-        if not path.exists() and not (self.run_dir / f"{self.opt.epoch}_net_G.pth").exists():
+        if not path.exists() and not self.model.net_file(self.run_dir, self.opt.epoch, "G").exists():
             if self.opt.pretrained_name:  # CUT's use: --continue_train --pretrained_name starts from that run
                 self.load_pretrained()
                 return
@@ -150,8 +150,9 @@ class Trainer:
         """--pretrained_name: another run's G, D and F (this project's or the reference CUT's files);
         the optimizers and the CoopInit schedule built above stay fresh."""
         source = Path(self.opt.checkpoints_dir) / self.opt.pretrained_name
-        missing = [f"{self.opt.epoch}_net_{name}.pth" for name in self.model.nets
-                   if name != "G_ema" and not (source / f"{self.opt.epoch}_net_{name}.pth").is_file()]
+        files = [self.model.net_file(source, self.opt.epoch, name) for name in self.model.nets
+                 if name not in self.model.optional_nets]
+        missing = [path.name for path in files if not path.is_file()]
         if missing:
             raise CheckpointError(f"--pretrained_name {self.opt.pretrained_name}: no {', '.join(missing)} in {source} "
                                   "-- check --pretrained_name, --checkpoints_dir and --epoch")

@@ -50,6 +50,7 @@ class BaseModel:
 
     loss_names: list[str] = []
     visual_names: list[str] = []
+    optional_nets: tuple[str, ...] = ()  # names in `nets` a checkpoint may lack: load_networks rebuilds them
 
     @staticmethod
     def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
@@ -134,12 +135,17 @@ class BaseModel:
             if bad:
                 raise CheckpointError(f"refusing to save net {name}: non-finite values in {', '.join(bad[:5])}")
         for name, state in states.items():
-            atomic_save(state, Path(run_dir) / f"{tag}_net_{name}.pth")
+            atomic_save(state, self.net_file(run_dir, tag, name))
 
     def load_networks(self, run_dir: Path, tag: str | int, names: list[str]) -> None:
         for name in names:
-            path = Path(run_dir) / f"{tag}_net_{name}.pth"
+            path = self.net_file(run_dir, tag, name)
             self._load_net(self.nets[name], safe_load(path, self.device), str(path))
+
+    @staticmethod
+    def net_file(run_dir: Path, tag: str | int, name: str) -> Path:
+        """RUN_DIR/TAG_net_NAME.pth, the weight file of one network (CUT's naming)."""
+        return Path(run_dir) / f"{tag}_net_{name}.pth"
 
     @staticmethod
     def _load_net(net: nn.Module, state: dict, source: str) -> None:

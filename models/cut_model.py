@@ -36,6 +36,7 @@ class CUTModel(BaseModel):
     """Contrastive unpaired translation; `--coop_epochs 0` gives exactly CUT / FastCUT."""
 
     visual_names = ["real_A", "fake_B", "real_B", "idt_B", "revised_B"]
+    optional_nets = ("G_ema",)  # CUT's runs and --ema_decay 0 have none: started from G
 
     @staticmethod
     def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
@@ -143,7 +144,7 @@ class CUTModel(BaseModel):
     def load_networks(self, run_dir: Path, tag: str | int, names: list[str]) -> None:
         """As BaseModel's; a run without TAG_net_G_ema.pth (CUT's, or one trained with --ema_decay 0)
         starts the moving average from G."""
-        has_ema = "G_ema" in names and (Path(run_dir) / f"{tag}_net_G_ema.pth").is_file()
+        has_ema = "G_ema" in names and self.net_file(run_dir, tag, "G_ema").is_file()
         super().load_networks(run_dir, tag, [n for n in names if n != "G_ema" or has_ema])
         if "G_ema" in names and not has_ema:
             self.netG_ema.load_state_dict(self.netG.state_dict())
@@ -158,8 +159,8 @@ class CUTModel(BaseModel):
     def load_generator(self, run_dir: Path, tag: str | int) -> str:
         """Load the generator test.py translates with into netG: TAG_net_G_ema.pth (the moving average)
         if the run has it, else TAG_net_G.pth. Returns the file's name; CheckpointError as load_networks."""
-        name = "G_ema" if (Path(run_dir) / f"{tag}_net_G_ema.pth").is_file() else "G"
-        path = Path(run_dir) / f"{tag}_net_{name}.pth"
+        path = self.net_file(run_dir, tag, "G_ema")
+        path = path if path.is_file() else self.net_file(run_dir, tag, "G")
         self._load_net(self.netG, safe_load(path, self.device), str(path))
         return path.name
 
