@@ -62,12 +62,12 @@ class CUTModel(BaseModel):
         g.add_argument("--flip_equivariance", type=str2bool, nargs="?", const=True, default=False,
                        help="randomly flip inputs horizontally during training (FastCUT's regulariser)")
         if is_train:
-            g.add_argument("--ema_decay", type=float, default=0.99,
+            g.add_argument("--ema_decay", type=float, default=0.995,
                            help="decay d of the moving average of G's weights and batch-norm statistics, "
                                 "theta_ema <- d * theta_ema + (1 - d) * theta after every step (Yazici et al. "
                                 "2019; not in CUT), saved as EPOCH_net_G_ema.pth; test.py, export.py and "
                                 "--eval_freq translate with it. 0 = off, as CUT. Default measured on the demo "
-                                "(docs/results.md)")
+                                "(docs/results.md): 0.995 beat 0.99; 0.997 and above lose the stripes")
             g = parser.add_argument_group("CoopInit (cooperative initialization, docs/coopinit.md)")
             g.add_argument("--coop_epochs", default=COOP_STAGE_DEFAULT,
                            help="length of the cooperative stage: epochs (fractions allowed, e.g. 2 or 0.5) or a "
