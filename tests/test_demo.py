@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# On a 2-core CPU (2 threads, as a user runs it) seeds 0 / 1 / 2 gave stripe strength 0.89 / 0.85 / 0.91,
-# mean silhouette IoU 0.74 / 0.77 / 0.72 with 98 / 100 / 94 % of the images kept, and background change
-# 0.036 / 0.037 / 0.038 (docs/results.md, "The demo"; translated with G instead of its moving average:
+# On a 2-core CPU (2 threads, as a user runs it) seeds 0 / 1 / 2 gave stripe strength 0.82 / 0.77 / 0.86,
+# mean silhouette IoU 0.77 / 0.79 / 0.75 with 98 / 100 / 96 % of the images kept, and background change
+# 0.032 / 0.034 / 0.032 (docs/results.md, "The demo"; translated with G instead of its moving average:
 # IoU 0.58-0.71, 68-96 % kept). The untranslated horses
 # score 0.04 stripes; the blurred blobs of an earlier demo scored IoU 0.27-0.35 with 0-2 % kept; the
 # instance-norm demo changed the background by 0.118-0.121, and a repainted scene changes >= 0.2.
