@@ -3,7 +3,8 @@
 Yazıcı et al., "The Unusual Effectiveness of Averaging in GAN Training", ICLR 2019: averaging G's
 weights over the last steps smooths out the adversarial oscillation of the final iterate. On the
 demo (docs/results.md, "Why not every silhouette") d = 0.99 kept more outlines, changed the
-background less and lowered FID on every seed, and d = 0.995 (the default) more so; from d = 0.997
+background less and lowered FID on every seed; d = 0.995 (the default) kept more outlines still, with
+less background change and less stripe contrast; from d = 0.997
 the stripes fade, and d = 0.998 broke, because the averaged weights and the averaged batch-norm
 statistics stopped fitting each other.
 """
