@@ -50,7 +50,7 @@ class BaseModel:
 
     loss_names: list[str] = []
     visual_names: list[str] = []
-    optional_nets: tuple[str, ...] = ()  # names in `nets` a checkpoint may lack: load_networks rebuilds them
+    optional_nets: tuple[str, ...] = ()  # names in `nets` a checkpoint may lack: start_missing_net fills them
 
     @staticmethod
     def modify_commandline_options(parser: argparse.ArgumentParser, is_train: bool) -> argparse.ArgumentParser:
@@ -122,8 +122,12 @@ class BaseModel:
                 "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()}}
 
     def load_state_dict(self, state: dict) -> None:
+        missing = [name for name in self.optional_nets if name in self.nets and name not in state["nets"]]
         for name, net in self.nets.items():
-            self._load_net(net, state["nets"][name], f"net {name}")
+            if name not in missing:
+                self._load_net(net, state["nets"][name], f"net {name}")
+        for name in missing:
+            self.start_missing_net(name)
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
 
@@ -138,9 +142,19 @@ class BaseModel:
             atomic_save(state, self.net_file(run_dir, tag, name))
 
     def load_networks(self, run_dir: Path, tag: str | int, names: list[str]) -> None:
+        missing = [name for name in names
+                   if name in self.optional_nets and not self.net_file(run_dir, tag, name).is_file()]
         for name in names:
-            path = self.net_file(run_dir, tag, name)
-            self._load_net(self.nets[name], safe_load(path, self.device), str(path))
+            if name not in missing:
+                path = self.net_file(run_dir, tag, name)
+                self._load_net(self.nets[name], safe_load(path, self.device), str(path))
+        for name in missing:
+            self.start_missing_net(name)
+
+    def start_missing_net(self, name: str) -> None:
+        """Fill network `name` of `optional_nets` that a checkpoint lacks; called after the others are
+        loaded. Models that declare optional networks override it."""
+        raise NotImplementedError(f"{type(self).__name__} declares {name} optional but cannot start it")
 
     @staticmethod
     def net_file(run_dir: Path, tag: str | int, name: str) -> Path:

@@ -141,20 +141,9 @@ class CUTModel(BaseModel):
         self.schedule = StageSchedule(coop_iters=0)
 
     # -- checkpoints --------------------------------------------------------------------------
-    def load_networks(self, run_dir: Path, tag: str | int, names: list[str]) -> None:
-        """As BaseModel's; a run without TAG_net_G_ema.pth (CUT's, or one trained with --ema_decay 0)
-        starts the moving average from G."""
-        has_ema = "G_ema" in names and self.net_file(run_dir, tag, "G_ema").is_file()
-        super().load_networks(run_dir, tag, [n for n in names if n != "G_ema" or has_ema])
-        if "G_ema" in names and not has_ema:
-            self.netG_ema.load_state_dict(self.netG.state_dict())
-
-    def load_state_dict(self, state: dict) -> None:
-        """As BaseModel's; a training state without the moving average (a run from before it, or one
-        trained with --ema_decay 0) starts it from G."""
-        if self.netG_ema is not None and "G_ema" not in state["nets"]:
-            state = {**state, "nets": {**state["nets"], "G_ema": state["nets"]["G"]}}
-        super().load_state_dict(state)
+    def start_missing_net(self, name: str) -> None:
+        """G_ema, which CUT's runs and runs trained with --ema_decay 0 lack: the average starts from G."""
+        self.netG_ema.load_state_dict(self.netG.state_dict())
 
     def load_generator(self, run_dir: Path, tag: str | int) -> str:
         """Load the generator test.py translates with into netG: TAG_net_G_ema.pth (the moving average)
