@@ -7,10 +7,9 @@ background less and lowered FID on every seed; d = 0.995 (the default) kept more
 less background change and less stripe contrast; from d = 0.997
 the stripes fade, and d = 0.998 broke, because the averaged weights and the averaged batch-norm
 statistics stopped fitting each other (statistics recomputed for the averaged weights bring the
-stripes back, with no more outlines kept than at 0.995). On cat2dog with 60 images per domain and 720 iterations
-(docs/results.md, "CUT vs CoopInit-CUT") the average raised plain CUT's final FID by 7.3 and 5.5
-over two sets of 8 seeds (13 of 16 worse) and CoopInit-CUT's by -1.2 and +3.8: on a run too short
-for G to settle it can lag G.
+stripes back, with no more outlines kept than at 0.995). On a run too short for G to settle the
+average can lag G: on cat2dog with 60 images per domain and 720 iterations it raised plain CUT's
+final FID on most seeds (docs/results.md, "CUT vs CoopInit-CUT", has the numbers).
 """
 from __future__ import annotations
 
