@@ -72,6 +72,9 @@ def test_coop_epochs_rejects_other_forms_naming_the_flag(value, capsys):
     (["--netG", "resnet_7blocks"], "--netG"),
     (["--n_epochs", "0", "--n_epochs_decay", "0"], "--n_epochs"),
     (["--print_freq", "0"], "--print_freq"),
+    (["--lr", "-1"], "--lr must be positive"),
+    (["--lr", "0"], "--lr must be positive"),
+    (["--lr", "nan"], "--lr must be positive"),
 ])
 def test_invalid_combinations_exit_2_naming_the_flag(argv, flag, capsys):
     with pytest.raises(SystemExit) as exit_info:
