@@ -28,6 +28,13 @@ class DatasetError(ValueError):
         super().__init__(message)
 
 
+def not_a_folder(path: Path) -> str | None:
+    """Why `path` cannot be read as a folder ("does not exist", "is a file, not a folder"), or None."""
+    if path.is_dir():
+        return None
+    return "is a file, not a folder" if path.exists() else "does not exist"
+
+
 def is_image_file(path: str | Path) -> bool:
     return str(path).lower().endswith(IMG_EXTENSIONS)
 

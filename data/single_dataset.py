@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from data.image_folder import DatasetError, check_images, list_images, load_image
+from data.image_folder import DatasetError, check_images, list_images, load_image, not_a_folder
 from data.transforms import check_batchable, min_source_size, preprocess
 
 
@@ -25,8 +25,9 @@ def image_folder(opt: argparse.Namespace) -> Path:
     for folder in (root / split, root / opt.phase):
         if folder.is_dir():
             return folder
-    if not root.is_dir():
-        raise DatasetError(no_images_message(opt, "it does not exist"))
+    problem = not_a_folder(root)
+    if problem:
+        raise DatasetError(no_images_message(opt, f"it {problem}"))
     splits = sorted(name for name in {f"{phase}{side}" for phase in ("train", "test", "val", opt.phase)
                                       for side in "AB"} if (root / name).is_dir())
     if splits:

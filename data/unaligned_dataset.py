@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from data.image_folder import DatasetError, check_images, list_images, load_image
+from data.image_folder import DatasetError, check_images, list_images, load_image, not_a_folder
 from data.transforms import check_batchable, min_source_size, preprocess
 
 
@@ -26,8 +26,9 @@ class UnalignedDataset(Dataset):
     def __init__(self, opt: argparse.Namespace):
         self.opt = opt
         root = Path(opt.dataroot)
-        if not root.is_dir():
-            raise DatasetError(f"--dataroot {root} does not exist; make a dataset "
+        problem = not_a_folder(root)
+        if problem:
+            raise DatasetError(f"--dataroot {root} {problem}; make a dataset "
                                "(python datasets/make_toy_dataset.py) or point --dataroot at one")
         self.paths_A = list_images(root / f"{opt.phase}A", opt.max_dataset_size)
         self.paths_B = list_images(root / f"{opt.phase}B", opt.max_dataset_size)

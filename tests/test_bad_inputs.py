@@ -53,6 +53,11 @@ def test_missing_dataroot_domain_folder_or_images_are_named_before_any_work(tiny
     code, err = train_error(tiny_train_args(dataroot=root), capsys)
     assert code == 2 and f"error: --dataroot {root} does not exist" in err
 
+    root.write_text("a file, not a dataset")
+    code, err = train_error(tiny_train_args(dataroot=root), capsys)
+    assert code == 2 and f"error: --dataroot {root} is a file, not a folder; make a dataset" in err
+    root.unlink()
+
     write_rgb(root / "trainA", 2)
     code, err = train_error(tiny_train_args(dataroot=root), capsys)
     assert code == 2 and f"image folder not found: {root / 'trainB'} -- check --dataroot" in err

@@ -184,6 +184,7 @@ def test_single_dataset_reads_a_plain_folder_of_images_as_in_cut(tmp_path):
 
 @pytest.mark.parametrize("layout, detail", [
     ("missing", "it does not exist"),
+    ("a file", "it is a file, not a folder"),
     ("training splits only", "it has trainA, trainB but no testA"),
     ("no images", "it holds no image files"),
 ])
@@ -192,6 +193,8 @@ def test_single_dataset_errors_name_both_forms_of_dataroot(tmp_path, layout, det
     if layout == "training splits only":
         write_images(root / "trainA", [(20, 20)])
         write_images(root / "trainB", [(20, 20)])
+    elif layout == "a file":
+        root.write_bytes(b"")
     elif layout == "no images":
         root.mkdir()
         (root / "notes.txt").write_text("no images here")
