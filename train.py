@@ -26,7 +26,7 @@ from data.sampler import EpochSampler
 from models import create_model
 from models.coop import NonFiniteError
 from models.calibration import CALIBRATION_IMAGES
-from models.schedule import StageSchedule
+from models.schedule import ADVERSARIAL, COOP_STAGE_DEFAULT, StageSchedule
 from options.test_options import PRETRAINED_SHAPE, differing_options_hint
 from options.train_options import TrainOptions
 from util import distributed
@@ -177,6 +177,17 @@ class Trainer:
         self.visualizer.plot_metrics(epoch=self.epoch, total_iters=self.iteration,
                                      metrics={"FID": entry["fid"], "KID x 100": 100 * entry["kid_mean"]})
 
+    def warn_if_never_adversarial(self, *, last_iteration: int) -> None:
+        """One warning when the adversarial stage would start after `last_iteration` (1-based): the run
+        would end as CoopInit alone, which looks like a finished run but never trains G against D."""
+        start = self.model.schedule.first_iteration(ADVERSARIAL)
+        if start > last_iteration:
+            self.log.message(
+                f"warning: the adversarial stage would start at iteration {start}, after the run's last iteration "
+                f"({last_iteration}), so this run trains with CoopInit only (--coop_epochs {self.opt.coop_epochs:g} "
+                f"epochs, of {self.opt.n_epochs + self.opt.n_epochs_decay} in all) -- lower --coop_epochs (e.g. "
+                f"{COOP_STAGE_DEFAULT}, a share of the run) or train longer (raise --n_epochs)")
+
     def run(self) -> None:
         opt = self.opt
         last_epoch = opt.n_epochs + opt.n_epochs_decay
@@ -185,6 +196,7 @@ class Trainer:
                          f"device {self.device}; CoopInit: {schedule.coop_iters} cooperative iterations"
                          + (f", {schedule.blend_iters} blend iterations" if schedule.blend_iters else ""))
         total = (last_epoch - self.epoch + 1) * self.iters_per_epoch - self.epoch_iter
+        self.warn_if_never_adversarial(last_iteration=self.iteration + total)
         with tqdm(total=max(total, 0), desc="training", unit="it", dynamic_ncols=True, leave=False,
                   disable=not self.dist.is_main) as bar:
             while self.epoch <= last_epoch:

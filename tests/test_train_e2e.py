@@ -27,6 +27,7 @@ _spec.loader.exec_module(test_script)
 COOP_LOSSES = {"EBM", "teach", "f_data", "f_revised", "NCE", "NCE_Y"}
 ADVERSARIAL_LOSSES = {"G_GAN", "D_real", "D_fake", "G", "NCE", "NCE_Y"}
 SWITCH = "starts the adversarial stage"
+NEVER_ADVERSARIAL = "warning: the adversarial stage would start at iteration"
 
 
 def read_log(folder: Path) -> list[dict]:
@@ -154,6 +155,19 @@ def test_fractional_coop_epochs_switch_once_at_the_rounded_iteration(tiny_train_
     text = (folder / "loss_log.txt").read_text()
     assert "3 cooperative iterations" in text
     assert text.count(SWITCH) == 1 and f"iteration 4 (epoch 1) {SWITCH}" in text
+    assert NEVER_ADVERSARIAL not in text
+
+
+@pytest.mark.parametrize("coop_epochs", ["5", "150%"])
+def test_coop_stage_longer_than_the_run_is_warned_about_once_at_the_start(tiny_train_args, capsys, coop_epochs):
+    argv = tiny_train_args("all_coop", coop_epochs=coop_epochs)  # 1 epoch of 4 iterations
+    assert train.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count(NEVER_ADVERSARIAL) == 1
+    assert out.index(NEVER_ADVERSARIAL) < out.index("training finished")
+    assert "after the run's last iteration (4)" in out and "lower --coop_epochs (e.g. 17%" in out
+    assert NEVER_ADVERSARIAL in (run_dir(argv) / "loss_log.txt").read_text()
+    assert {e["stage"] for e in read_log(run_dir(argv))} == {"coop"}
 
 
 @pytest.mark.parametrize("reset, cleared", [(None, {"D"}), ("none", set()), (True, {"D"}), ("all", {"G", "F", "D"})])
