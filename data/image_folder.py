@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,6 +15,10 @@ IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff", ".we
 _JPEG_END = b"\xff\xd9"  # the EOI marker a complete JPEG ends with
 
 log = logging.getLogger(__name__)
+
+
+# Why an image of (width, height) cannot be used with the run's options, or None (data.transforms.size_check).
+SizeCheck = Callable[[tuple[int, int]], str | None]
 
 
 class DatasetError(ValueError):
@@ -63,7 +68,7 @@ def list_images(folder: str | Path, max_dataset_size: float = float("inf")) -> l
     return sorted(paths)[: int(min(max_dataset_size, len(paths)))]
 
 
-def _problem(path: Path, min_size: int) -> str | None:
+def _problem(path: Path, size_problem: SizeCheck) -> str | None:
     """Why `path` cannot be trained on, from its header (PNG: all chunks), or None if it looks fine."""
     try:
         with Image.open(path) as img:
@@ -90,15 +95,12 @@ def _problem(path: Path, min_size: int) -> str | None:
         if isinstance(err, UnidentifiedImageError):
             return "not an image (PIL cannot identify the format)"
         return f"cannot decode: {err}"
-    if min(width, height) < min_size:
-        return (f"{width}x{height} is smaller than --crop_size {min_size} with --preprocess crop: "
-                "use --preprocess resize_and_crop or a smaller --crop_size")
-    return None
+    return size_problem((width, height))
 
 
-def check_images(paths: list[Path], *, min_size: int = 0) -> None:
+def check_images(paths: list[Path], *, size_problem: SizeCheck = lambda size: None) -> None:
     """Open every file's header before training starts and raise ONE DatasetError naming every
-    file that cannot be used (unreadable, truncated, too large, or smaller than `min_size`),
+    file that cannot be used (unreadable, truncated, too large, or of a size `size_problem` refuses),
     rather than failing in a data-loader worker hours later. Threads hide file-system latency."""
     # The filter is set once, here: warnings.catch_warnings swaps process-wide state, so entering and
     # leaving it in each worker thread races and could leak PIL's warning beside our own message.
@@ -106,7 +108,7 @@ def check_images(paths: list[Path], *, min_size: int = 0) -> None:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # _problem compares the size itself
         with ThreadPoolExecutor(max_workers=8) as pool:
             problems = [f"  {path}: {problem}"
-                        for path, problem in zip(paths, pool.map(lambda p: _problem(p, min_size), paths)) if problem]
+                        for path, problem in zip(paths, pool.map(lambda p: _problem(p, size_problem), paths)) if problem]
     if problems:
         raise DatasetError(f"{len(problems)} of {len(paths)} image files cannot be used:\n" + "\n".join(problems)
                            + "\nremove or replace these files (or change the options named), then run again")

@@ -8,7 +8,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from data.image_folder import DatasetError, check_images, list_images, load_image, not_a_folder
-from data.transforms import check_batchable, min_source_size, preprocess
+from data.transforms import check_batchable, preprocess, size_check
 
 
 def split_name(opt: argparse.Namespace) -> str:
@@ -59,7 +59,7 @@ class SingleDataset(Dataset):
             if folder != Path(opt.dataroot):
                 raise
             raise DatasetError(no_images_message(opt, "it holds no image files")) from err
-        check_images(self.paths, min_size=min_source_size(opt))
+        check_images(self.paths, size_problem=size_check(opt, discriminator=False))
         check_batchable(self.paths, opt)
         self.channels = opt.input_nc  # the generator's input, whichever folder it comes from
 

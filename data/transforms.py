@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from data.image_folder import DatasetError
+from data.image_folder import DatasetError, SizeCheck
+from models.networks import min_image_side
 
 BICUBIC = Image.Resampling.BICUBIC
 
@@ -96,9 +97,26 @@ def check_batchable(paths: list[Path], opt: argparse.Namespace) -> None:
                 "the same size (resize_and_crop, crop or scale_width_and_crop)")
 
 
-def min_source_size(opt: argparse.Namespace) -> int:
-    """The smallest side an image file may have: only --preprocess crop does not resize first."""
-    return opt.crop_size if opt.preprocess == "crop" else 0
+def size_check(opt: argparse.Namespace, *, discriminator: bool) -> SizeCheck:
+    """check_images' test of an image file's (width, height) under `opt`: --preprocess crop needs
+    sides of --crop_size; in VARIABLE_SIZE_MODES the preprocessed image needs the smallest side the
+    networks take (G, and D with `discriminator`; models.networks.min_image_side). The other modes
+    resize to --crop_size, which option validation checks."""
+    side, source = min_image_side(opt, discriminator=discriminator)
+    fixes = {"none": "upscale the file, or use --preprocess resize_and_crop",
+             "scale_width": f"raise --load_size and --crop_size to {side} or more (scale_width gives the width "
+                            "--load_size and the height at least --crop_size)"}
+
+    def problem(size: tuple[int, int]) -> str | None:
+        width, height = size
+        if opt.preprocess == "crop" and min(size) < opt.crop_size:
+            return (f"{width}x{height} is smaller than --crop_size {opt.crop_size} with --preprocess crop: "
+                    "use --preprocess resize_and_crop or a smaller --crop_size")
+        if opt.preprocess in VARIABLE_SIZE_MODES and min(out := output_size(size, opt)) < side:
+            return (f"{width}x{height} becomes {out[0]}x{out[1]} with --preprocess {opt.preprocess}, smaller than "
+                    f"{side} px, the smallest side {source} takes: {fixes[opt.preprocess]}")
+        return None
+    return problem
 
 
 def preprocess(img: Image.Image, opt: argparse.Namespace, *, rng: np.random.Generator | None,

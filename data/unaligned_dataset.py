@@ -8,7 +8,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from data.image_folder import DatasetError, check_images, list_images, load_image, not_a_folder
-from data.transforms import check_batchable, min_source_size, preprocess
+from data.transforms import check_batchable, preprocess, size_check
 
 
 class UnalignedDataset(Dataset):
@@ -32,7 +32,7 @@ class UnalignedDataset(Dataset):
                                "(python datasets/make_toy_dataset.py) or point --dataroot at one")
         self.paths_A = list_images(root / f"{opt.phase}A", opt.max_dataset_size)
         self.paths_B = list_images(root / f"{opt.phase}B", opt.max_dataset_size)
-        check_images(self.paths_A + self.paths_B, min_size=min_source_size(opt))
+        check_images(self.paths_A + self.paths_B, size_problem=size_check(opt, discriminator=True))
         for paths in (self.paths_A, self.paths_B):  # A and B may differ in size: G and D see them apart
             check_batchable(paths, opt)
         if opt.direction == "BtoA":

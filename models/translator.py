@@ -84,6 +84,7 @@ class Translator:
         self.device = model.device
         self.input_nc, self.output_nc = model.opt.input_nc, model.opt.output_nc
         self.multiple = size_multiple(model.netG)
+        self.min_side = getattr(model.netG, "min_side", 1)
         self.receptive_field = receptive_field(model.netG)
         self.progress = progress
         self.pad_mode = PAD_MODE
@@ -157,9 +158,9 @@ class Translator:
         if images.shape[1] != self.input_nc:
             raise ValueError(f"the generator takes {self.input_nc}-channel images (--input_nc), got "
                              f"{images.shape[1]} channels (shape {tuple(images.shape)}; layout N, C, H, W)")
-        if min(images.shape[-2:]) < 2 * self.multiple:
+        if min(images.shape[-2:]) < self.min_side:
             raise ValueError(f"an image of {images.shape[-1]}x{images.shape[-2]} px is too small: the generator "
-                             f"needs sides of at least {2 * self.multiple} px")
+                             f"needs sides of at least {self.min_side} px")
         low, high = images.aminmax()
         if low < -1.001 or high > 1.001:
             raise ValueError(f"image values must lie in [-1, 1] (pixel / 127.5 - 1), got [{low:.3g}, {high:.3g}]")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import data
 import models
+from models.networks import min_image_side
+from models.networks.generators import ResnetGenerator
 from options.common import available_cpus, str2bool
 from options.unavailable_choices import check_available, choices_with_unavailable, unavailable_help
 
@@ -164,6 +166,8 @@ class BaseOptions:
         if opt.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop") and opt.crop_size % 4:
             self.parser.error(f"--crop_size {opt.crop_size} must be a multiple of 4: the generator halves the "
                               "image twice and doubles it back")
+        if opt.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop"):
+            self.check_crop_fits_networks(opt)
         if not all(part.strip().isdigit() for part in getattr(opt, "nce_layers", "0").split(",")):
             self.parser.error(f"--nce_layers {opt.nce_layers}: expected comma-separated layer numbers, e.g. 0,4,8")
         if self.is_train and opt.netD != "n_layers" and opt.n_layers_D != self.parser.get_default("n_layers_D"):
@@ -174,6 +178,17 @@ class BaseOptions:
         gpu_ids = [part.strip() for part in str(opt.gpu_ids or "").split(",") if part.strip()]
         if not all(part.lstrip("-").isdigit() for part in gpu_ids):
             self.parser.error(f"--gpu_ids {opt.gpu_ids}: expected GPU numbers such as 0 or 0,1, or -1 for the CPU")
+
+    def check_crop_fits_networks(self, opt: argparse.Namespace) -> None:
+        """Exit 2 (argparse-style) when --crop_size is below the smallest side the networks run on (G,
+        and D when training): PyTorch would fail on the first batch with a size error naming no flag."""
+        side, source = min_image_side(opt, discriminator=self.is_train)
+        if opt.crop_size < side:
+            smallest = -(-side // ResnetGenerator.size_multiple) * ResnetGenerator.size_multiple
+            load = " (and --load_size as large)" if opt.preprocess != "crop" and opt.load_size < smallest else ""
+            other = " or a smaller --n_layers_D" if "--n_layers_D" in source else ""
+            self.parser.error(f"--crop_size {opt.crop_size} is smaller than {side} px, the smallest side {source} "
+                              f"takes: use --crop_size {smallest} or more{load}{other}")
 
     def parse(self, argv: list[str] | None = None) -> argparse.Namespace:
         opt = self.gather_options(argv)

@@ -38,7 +38,9 @@ def domains(tmp_path) -> Path:
 
 
 def train_opt(dataroot: Path, **flags):
-    return TrainOptions().parse(as_argv({"dataroot": dataroot, "load_size": 16, "crop_size": 16, **flags}))
+    # The pixel D trains on any image the generator takes: the small images here stay usable.
+    return TrainOptions().parse(as_argv({"dataroot": dataroot, "load_size": 16, "crop_size": 16, "netD": "pixel",
+                                         **flags}))
 
 
 def names(paths) -> list[str]:
@@ -218,3 +220,22 @@ def test_images_of_several_sizes_in_one_batch_are_refused_naming_preprocess_and_
     assert (f"--batch_size 2 stacks images into one tensor, but --preprocess {preprocess} keeps each image's "
             in str(caught.value))
     assert "trainA/00.png becomes 16x16" in str(caught.value) and "use --batch_size 1" in str(caught.value)
+
+
+@pytest.mark.parametrize("preprocess, size, becomes, fix", [
+    ("none", (14, 14), "16x16", "upscale the file, or use --preprocess resize_and_crop"),
+    ("scale_width", (96, 14), "24x16", "raise --load_size and --crop_size to 24 or more"),
+])
+def test_images_smaller_than_the_discriminator_takes_are_listed_before_training(tmp_path, preprocess, size,
+                                                                                becomes, fix):
+    fine, small = write_images(tmp_path / "trainA", [(24, 24), size])
+    write_images(tmp_path / "trainB", [(24, 24)])
+    flags = {"preprocess": preprocess, "netD": "basic", "load_size": 24, "crop_size": 16}
+    assert len(create_dataset(train_opt(tmp_path, **flags, max_dataset_size=1))) == 1  # the small one left out
+    with pytest.raises(DatasetError) as caught:
+        create_dataset(train_opt(tmp_path, **flags))
+    message = str(caught.value)
+    assert message.startswith("1 of 3 image files cannot be used:") and str(fine) not in message
+    assert (f"{small}: {size[0]}x{size[1]} becomes {becomes} with --preprocess {preprocess}, smaller than 24 px, "
+            f"the smallest side --netD basic with --normD instance takes: {fix}") in message
+    assert len(create_dataset(train_opt(tmp_path, **{**flags, "netD": "pixel"}))) == 2  # G alone takes 8 px

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.networks.discriminators import build_discriminator
+from models.networks.discriminators import build_discriminator, min_input_side
 from models.networks.generators import RESNET_BLOCKS, build_generator
 from models.networks.layers import Downsample, Upsample
 
@@ -152,3 +152,42 @@ def test_init_scale_and_zero_biases(init_type, expected_std):
     for module in g.modules():
         if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)) and module.bias is not None:
             assert torch.count_nonzero(module.bias) == 0
+
+
+def trains_on(net: nn.Module, side: int, batch_size: int) -> bool:
+    """Whether a training-mode forward pass takes a batch of side x side images."""
+    try:
+        net.train()(torch.zeros(batch_size, 3, side, side))
+    except (RuntimeError, ValueError):  # too small for a kernel, a padding or a normalisation
+        return False
+    return True
+
+
+@pytest.mark.parametrize("net, n_layers, norm, antialias, batch_size, expected", [
+    ("basic", 3, "instance", True, 1, 24),
+    ("basic", 3, "instance", False, 1, 24),
+    ("basic", 3, "none", True, 1, None),
+    ("basic", 3, "batch", True, 1, None),
+    ("basic", 3, "batch", True, 2, None),
+    ("n_layers", 1, "instance", True, 1, 6),
+    ("n_layers", 2, "instance", False, 1, 12),
+    ("n_layers", 4, "instance", True, 1, 48),
+    ("n_layers", 5, "batch", False, 1, 96),
+    ("pixel", 3, "instance", True, 1, 2),
+    ("pixel", 3, "none", True, 1, 1),
+])
+def test_min_input_side_is_the_smallest_side_the_discriminator_trains_on(net, n_layers, norm, antialias,
+                                                                         batch_size, expected):
+    disc = build_discriminator(net=net, input_nc=3, ndf=2, n_layers=n_layers, norm=norm, antialias=antialias,
+                               init_type="xavier", init_gain=0.02)
+    side = min_input_side(net=net, n_layers=n_layers, norm=norm, antialias=antialias, batch_size=batch_size)
+    assert expected is None or side == expected
+    assert all(trains_on(disc, s, batch_size) for s in range(side, side + 5))
+    assert side == 1 or not trains_on(disc, side - 1, batch_size)
+
+
+@pytest.mark.parametrize("antialias", [True, False])
+def test_generator_min_side_is_the_smallest_multiple_of_its_size_multiple_it_trains_on(antialias):
+    gen = generator(antialias=antialias, antialias_up=antialias)
+    assert gen.min_side % gen.size_multiple == 0 and trains_on(gen, gen.min_side, 1)
+    assert not trains_on(gen, gen.min_side - gen.size_multiple, 1)

@@ -73,6 +73,14 @@ def test_coop_epochs_rejects_other_forms_naming_the_flag(value, capsys):
     (["--n_epochs", "0", "--n_epochs_decay", "0"], "--n_epochs"),
     (["--print_freq", "0"], "--print_freq"),
     (["--lr", "-1"], "--lr must be positive"),
+    (["--load_size", "16", "--crop_size", "16"],
+     "--crop_size 16 is smaller than 24 px, the smallest side --netD basic with --normD instance takes: use "
+     "--crop_size 24 or more (and --load_size as large)"),
+    (["--load_size", "32", "--crop_size", "32", "--netD", "n_layers", "--n_layers_D", "8"],
+     "--crop_size 32 is smaller than 768 px, the smallest side --netD n_layers --n_layers_D 8 with --normD instance "
+     "takes: use --crop_size 768 or more (and --load_size as large) or a smaller --n_layers_D"),
+    (["--crop_size", "4", "--preprocess", "crop", "--netD", "pixel"],
+     "--crop_size 4 is smaller than 8 px, the smallest side the generator takes: use --crop_size 8 or more"),
     (["--lr", "0"], "--lr must be positive"),
     (["--lr", "nan"], "--lr must be positive"),
 ])
@@ -81,6 +89,13 @@ def test_invalid_combinations_exit_2_naming_the_flag(argv, flag, capsys):
         parse_train(*argv)
     assert exit_info.value.code == 2
     assert flag in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--load_size", "24", "--crop_size", "24"],
+                                  ["--load_size", "12", "--crop_size", "12", "--netD", "n_layers", "--n_layers_D", "2"],
+                                  ["--load_size", "8", "--crop_size", "8", "--netD", "pixel"]])
+def test_the_smallest_crop_the_networks_take_is_accepted(argv):
+    assert parse_train(*argv).crop_size == int(argv[3])
 
 
 @pytest.mark.parametrize("options,some_flags", [(TrainOptions, {"--coop_epochs", "--CUT_mode", "--nce_idt"}),

@@ -50,6 +50,40 @@ class PixelDiscriminator(nn.Module):
         return self.model(x)
 
 
+def min_input_side(*, net: str, n_layers: int, norm: str, antialias: bool, batch_size: int) -> int:
+    """Smallest square input side the discriminator `build_discriminator` makes can be trained on.
+
+    Walks the side through the layers above: every convolution and blur must keep a pixel (and the
+    blur's reflection padding needs two), and a normalised map needs more than one value per channel
+    (instance norm: more than one pixel; batch norm: that too at batch size 1). Raises ValueError on
+    an unknown `net`.
+    """
+    if net not in ("basic", "n_layers", "pixel"):
+        raise ValueError(f"unknown --netD {net!r}; choose basic, n_layers or pixel")
+    norm_side = 2 if norm == "instance" or (norm == "batch" and batch_size == 1) else 1
+    if net == "pixel":  # 1x1 convolutions: only the norm needs space
+        return norm_side
+    depth = 3 if net == "basic" else n_layers
+    side = 1
+    while not _nlayer_fits(side, n_layers=depth, norm_side=norm_side, antialias=antialias):
+        side += 1
+    return side
+
+
+def _nlayer_fits(side: int, *, n_layers: int, norm_side: int, antialias: bool) -> bool:
+    """Whether a square input of `side` pixels passes every layer of NLayerDiscriminator."""
+    for n in range(n_layers):  # the strided (or blurred) stages; stage 0 has no norm
+        side = side - 1 if antialias else (side - 2) // 2 + 1  # 4x4 convolution, padding 1
+        if side < (norm_side if n else 1):
+            return False
+        if antialias:
+            if side < 2:  # Downsample's reflection padding of 1
+                return False
+            side = (side - 1) // 2 + 1  # 3x3 blur, padding 1, stride 2
+    side -= 1  # the last two 4x4 convolutions, padding 1: normalised, then the score map
+    return side >= norm_side and side - 1 >= 1
+
+
 def build_discriminator(*, net: str, input_nc: int, ndf: int, n_layers: int, norm: str, antialias: bool,
                         init_type: str, init_gain: float) -> nn.Module:
     if net == "basic":

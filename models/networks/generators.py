@@ -35,6 +35,7 @@ class ResnetGenerator(nn.Module):
     """
 
     size_multiple = 4  # two stride-2 downsamplings: other sides do not come back the same size
+    min_side = 2 * size_multiple  # the residual blocks' reflection padding needs 2 px after both downsamplings
 
     def __init__(self, *, input_nc: int, output_nc: int, ngf: int = 64, n_blocks: int = 9,
                  norm: str = "instance", dropout: bool = False, antialias: bool = True,
