@@ -130,6 +130,8 @@ class TestOptions(BaseOptions):
 
     def validate(self, opt: argparse.Namespace) -> None:
         super().validate(opt)
+        if opt.dataset_mode == "unaligned":  # CUT's test.py default: PHASEA translated, PHASEB beside it, as single does here
+            opt.dataset_mode = "single"
         if opt.aspect_ratio <= 0:
             self.parser.error(f"--aspect_ratio {opt.aspect_ratio} must be positive (height / width of the saved "
                               "images, relative to the translation's)")
