@@ -32,7 +32,7 @@ from data.image_folder import DatasetError
 from models import create_model
 from models.translator import pad_to_multiple, size_multiple
 from options.export_options import ExportOptions
-from options.test_options import INHERITED_FROM_TRAINING, differing_options_hint
+from options.test_options import INHERITED_FROM_TRAINING, differing_options_hint, require_dataroot
 from util.checkpoint import CheckpointError
 
 METADATA_FILE = "coopinit.json"  # TorchScript extra file holding the metadata
@@ -123,6 +123,7 @@ def check_parity(exported: Callable[[np.ndarray], np.ndarray], reference: nn.Mod
 
 def export(opt: argparse.Namespace) -> tuple[Path, list[tuple[str, tuple[int, int], float]]]:
     """Write the file and FILE.json; return the path and the parity rows (the caller judges them)."""
+    require_dataroot(opt)
     model = create_model(opt, torch.device("cpu"))
     run_dir = Path(opt.checkpoints_dir) / opt.name
     try:

@@ -28,7 +28,7 @@ from data.image_folder import DatasetError
 from data.single_dataset import SingleDataset
 from models.tiling import TileError
 from models.translator import InferenceMemoryError, build_translator
-from options.test_options import TestOptions
+from options.test_options import TestOptions, require_dataroot
 from util.checkpoint import CheckpointError
 from util.image import save_png, stretch, to_uint8
 from util.results_page import SCORE_JSON, write_results_page
@@ -46,13 +46,34 @@ def reference_images(opt: argparse.Namespace) -> SingleDataset | None:
     return SingleDataset(argparse.Namespace(**{**vars(opt), **flipped}))
 
 
+def output_name(path: str | Path) -> str:
+    """The file name an input's images get in every results folder: its name without folder or extension."""
+    return f"{Path(path).stem}.png"
+
+
+def check_output_names(paths: list[Path]) -> None:
+    """Refuse inputs whose outputs would overwrite each other (0001.png and 0001.jpg, a/x.png and b/x.png):
+    no renaming scheme is one a user would guess, so they choose."""
+    by_name: dict[str, list[Path]] = {}
+    for path in paths:
+        by_name.setdefault(output_name(path), []).append(path)
+    clashes = [f"  {name} <- {', '.join(map(str, inputs))}" for name, inputs in by_name.items() if len(inputs) > 1]
+    if clashes:
+        raise DatasetError(f"{len(clashes)} output name(s) would be shared by several inputs (outputs are named "
+                           "after the input's file name, without its folder and extension):\n" + "\n".join(clashes)
+                           + "\nrename these inputs, or give each group its own folder and --dataroot, then run again")
+
+
 def translate(opt: argparse.Namespace) -> Path:
-    """Run the generator over the split; return the results folder."""
+    """Run the generator over the split; return the results folder. Every check runs before the
+    previous results are cleared."""
+    require_dataroot(opt)
     dataset = create_dataset(opt)
     translator = build_translator(opt, progress=True)
     device = translator.device
 
     count = int(min(opt.num_test, len(dataset)))
+    check_output_names(dataset.paths[:count])
     subset = torch.utils.data.Subset(dataset, range(count))
     loader = DataLoader(subset, batch_size=opt.batch_size, shuffle=False, num_workers=opt.num_threads,
                         pin_memory=device.type == "cuda")
@@ -74,12 +95,12 @@ def translate(opt: argparse.Namespace) -> Path:
             for kind, images in (("real_A", batch["A"]), ("fake_B", fake)):
                 for path, pixels in zip(batch["A_paths"], to_uint8(images)):
                     pending.append(writer.submit(save_png, stretch(pixels, opt.aspect_ratio),
-                                                 image_dirs[kind] / f"{Path(path).stem}.png"))
+                                                 image_dirs[kind] / output_name(path)))
             for path in batch["A_paths"]:
                 if references is not None:
                     reference = references[len(names) % len(references)]["A"]
                     pending.append(writer.submit(save_png, stretch(to_uint8(reference[None])[0], opt.aspect_ratio),
-                                                 image_dirs["real_B"] / f"{Path(path).stem}.png"))
+                                                 image_dirs["real_B"] / output_name(path)))
                 names.append(Path(path).stem)
             bar.update(len(batch["A_paths"]))
         for done in pending:

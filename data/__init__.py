@@ -30,4 +30,7 @@ def get_option_setter(mode: str) -> Callable[[argparse.ArgumentParser, bool], ar
 
 
 def create_dataset(opt: argparse.Namespace) -> Dataset:
-    return find_dataset_using_name(opt.dataset_mode)(opt)
+    """The dataset --dataset_mode names. Testing with unaligned, CUT's test.py default, reads
+    single: PHASEA translated one by one, test.py shows PHASEB beside it as CUT's page does."""
+    testing_unaligned = not getattr(opt, "isTrain", True) and opt.dataset_mode == "unaligned"
+    return find_dataset_using_name("single" if testing_unaligned else opt.dataset_mode)(opt)

@@ -113,7 +113,8 @@ def size_check(opt: argparse.Namespace, *, discriminator: bool) -> SizeCheck:
             return (f"{width}x{height} is smaller than --crop_size {opt.crop_size} with --preprocess crop: "
                     "use --preprocess resize_and_crop or a smaller --crop_size")
         if opt.preprocess in VARIABLE_SIZE_MODES and min(out := output_size(size, opt)) < side:
-            return (f"{width}x{height} becomes {out[0]}x{out[1]} with --preprocess {opt.preprocess}, smaller than "
+            becomes = "stays" if out == size else f"becomes {out[0]}x{out[1]}"
+            return (f"{width}x{height} {becomes} with --preprocess {opt.preprocess}, smaller than "
                     f"{side} px, the smallest side {source} takes: {fixes[opt.preprocess]}")
         return None
     return problem

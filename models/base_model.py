@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from pathlib import Path
 
 import torch
@@ -42,6 +43,26 @@ def check_finite(value: torch.Tensor, quantity: str) -> None:
 def set_requires_grad(net: nn.Module, flag: bool) -> None:
     for param in net.parameters():
         param.requires_grad_(flag)
+
+
+_SIZE_MISMATCH = re.compile(r"copying a param with shape torch\.Size\((\[.*?\])\) from checkpoint, "
+                            r"the shape in current model is torch\.Size\((\[.*?\])\)\.?")
+
+
+def mismatch_summary(error: str, *, lines: int = 3, keys: int = 4) -> str:
+    """torch's load_state_dict error on one line: its first `lines` reasons (size mismatches,
+    missing or unexpected keys, each listing at most `keys` keys), with counts of what is left out."""
+    reasons = [line.strip() for line in error.splitlines()[1:] if line.strip()] or [error.strip()]
+    shown = []
+    for reason in reasons[:lines]:
+        reason = _SIZE_MISMATCH.sub(r"\1 in the file, \2 in this network", reason)
+        head, colon, listed = reason.partition(": ")
+        names = listed.rstrip(". ").split(", ")
+        if head.endswith("key(s) in state_dict") and len(names) > keys:
+            reason = f"{head}{colon}{', '.join(names[:keys])} (+{len(names) - keys} more)"
+        shown.append(reason)
+    more = len(reasons) - len(shown)
+    return "; ".join(shown) + (f"; ... and {more} more" if more else "")
 
 
 class BaseModel:
@@ -169,4 +190,4 @@ class BaseModel:
             net.load_state_dict(state)
         except RuntimeError as err:
             raise CheckpointError(f"{source} does not match this network's architecture -- the options "
-                                  f"differ from training (see train_opt.txt): {str(err).splitlines()[0]}") from err
+                                  f"differ from training (see train_opt.txt): {mismatch_summary(str(err))}") from err

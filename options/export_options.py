@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from options.test_options import TestOptions
+from options.test_options import TestOptions, set_help
 
 
 class ExportOptions(TestOptions):
@@ -18,5 +18,7 @@ class ExportOptions(TestOptions):
                             "records the options, input range and channel order")
         g.add_argument("--parity_tolerance", type=float, default=1e-4,
                        help="largest allowed |exported - PyTorch| on the parity images (output range [-1, 1])")
+        set_help(parser, "--num_test", "compare the export with PyTorch on at most this many test images, plus one "
+                                       "of odd size (default: %(default)s)")
         parser.set_defaults(num_test=4)
         return parser

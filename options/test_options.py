@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+from data.image_folder import DatasetError
+from data.single_dataset import split_name
 from options.base_options import BaseOptions
 from options.common import available_cpus
 
@@ -65,6 +67,27 @@ def differing_options_hint(opt: argparse.Namespace, *, name: str | None = None,
     return f"; options that differ from training: {', '.join(differing)}" if differing else ""
 
 
+def set_help(parser: argparse.ArgumentParser, flag: str, text: str) -> None:
+    """Reword an inherited flag's help for this script (argparse has no public way)."""
+    parser._option_string_actions[flag].help = text
+
+
+def require_dataroot(opt: argparse.Namespace) -> None:
+    """DatasetError, before any work, when --dataroot was neither given nor recorded by the run, or
+    when the run's recorded one is gone: the message names --dataroot, not the dataset code's terms."""
+    run_dir = Path(opt.checkpoints_dir) / opt.name
+    forms = f"a folder of images, or a dataset folder with {split_name(opt)}"
+    if opt.dataroot is None:
+        raise DatasetError(f"--dataroot not given, and the run {run_dir} records none (no train_opt.json or "
+                           f"train_opt.txt): pass --dataroot ({forms})" if run_dir.is_dir() else
+                           f"--dataroot not given, and there is no run folder {run_dir} to take it from: pass "
+                           f"--dataroot ({forms}), or check --name and --checkpoints_dir")
+    recorded = training_options(opt.checkpoints_dir, opt.name).get("dataroot")
+    if str(opt.dataroot) == str(recorded) and not Path(opt.dataroot).exists():
+        raise DatasetError(f"--dataroot {opt.dataroot}, the one the run {run_dir} was trained on, does not exist "
+                           f"here: pass --dataroot ({forms})")
+
+
 class TestOptions(BaseOptions):
     """Translate DATAROOT/testA with a trained generator; write images and an HTML page."""
 
@@ -76,7 +99,7 @@ class TestOptions(BaseOptions):
         g.add_argument("--results_dir", default="./results", help="results go to RESULTS_DIR/NAME")
         g.add_argument("--phase", default="test", help="data split to translate (DATAROOT/PHASEA)")
         g.add_argument("--num_test", type=int, default=float("inf"),
-                       help="translate at most this many images (default: all)")
+                       help="translate at most this many images (default: %(default)s, i.e. all)")
         g.add_argument("--eval", action="store_true",
                        help="kept for CUT compatibility; the generator always runs in eval mode")
         g.add_argument("--aspect_ratio", type=float, default=1.0,
@@ -98,6 +121,9 @@ class TestOptions(BaseOptions):
                        help="video encoder for --out, e.g. libx264, mpeg4, libvpx-vp9 (unset: libx264, else mpeg4)")
         # As in CUT's test.py: in order, no flip, one image per batch (fastest per image on CPU; a
         # larger --batch_size pays off on a GPU), images resized to the crop size.
+        set_help(parser, "--dataroot", "folder of images to translate, or a dataset folder with PHASEA (e.g. testA) "
+                 "(default: the --dataroot the run NAME was trained on, from its train_opt.json, required when it "
+                 "records none; here: %(default)s)")
         parser.set_defaults(serial_batches=True, no_flip=True, dataset_mode="single",
                             num_threads=min(2, available_cpus()), batch_size=1, load_size=256)
         return parser
@@ -107,6 +133,8 @@ class TestOptions(BaseOptions):
         if opt.aspect_ratio <= 0:
             self.parser.error(f"--aspect_ratio {opt.aspect_ratio} must be positive (height / width of the saved "
                               "images, relative to the translation's)")
+        if opt.num_test < 1:
+            self.parser.error(f"--num_test {opt.num_test} must be at least 1 (leave it out to use every image)")
         if (opt.video is None) != (opt.out is None):
             self.parser.error("--video IN and --out OUT go together: the video to translate and the file to write")
 
@@ -115,4 +143,6 @@ class TestOptions(BaseOptions):
         defaults = {k: trained[k] for k in INHERITED_FROM_TRAINING if k in trained}
         if "crop_size" in defaults:
             defaults["load_size"] = defaults["crop_size"]
+        # The run's own data, as users of CUT (where --dataroot is required) expect; None: require_dataroot
+        defaults["dataroot"] = None if trained.get("dataroot") is None else str(trained["dataroot"])
         return defaults

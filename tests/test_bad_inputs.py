@@ -237,9 +237,96 @@ def test_test_py_and_resume_name_the_option_that_differs_from_training(tiny_trai
     assert code == 2
     assert err.startswith(f"error: {tmp_path / 'checkpoints' / 'tiny' / 'latest_net_G_ema.pth'} does not match")
     assert "options that differ from training: --ngf 16 (trained with 8)" in err
+    # which tensors differ, not only torch's heading
+    assert ": size mismatch for model.1.weight: [8, 3, 7, 7] in the file, [16, 3, 7, 7] in this network; " in err
+    assert "Error(s) in loading" not in err and err.count("\n") == 1
 
     assert train.main(argv + ["--continue_train", "--ngf", "16"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: net G does not match this network's architecture")
     assert "options that differ from training: --ngf 16 (trained with 8)" in err
     assert '"ngf": 8' in (tmp_path / "checkpoints" / "tiny" / "train_opt.json").read_text()  # kept
+
+
+# -- test.py: every check before the previous results are cleared ---------------------------------
+
+def _previous_results(tmp_path: Path, argv: list[str], capsys) -> Path:
+    """Translate the toy set once; return its fake_B folder (the results a bad run must not touch)."""
+    assert test_script.main(argv) == 0
+    capsys.readouterr()
+    fake_b = tmp_path / "results" / "tiny" / "test_latest" / "images" / "fake_B"
+    assert sorted(fake_b.iterdir())
+    return fake_b
+
+
+def _test_argv(tiny_trained_run, tmp_path: Path, *flags: str) -> list[str]:
+    checkpoints, name = tiny_trained_run
+    return ["--checkpoints_dir", str(checkpoints), "--name", name, "--gpu_ids", "-1", "--num_threads", "0",
+            "--results_dir", str(tmp_path / "results"), *flags]
+
+
+def test_test_py_lists_too_small_images_and_keeps_previous_results(tiny_trained_run, tmp_path, capsys):
+    fake_b = _previous_results(tmp_path, _test_argv(tiny_trained_run, tmp_path), capsys)
+    before = sorted(fake_b.iterdir())
+    folder = tmp_path / "tiny_images"
+    write_rgb(folder, 1)
+    Image.new("RGB", (4, 6)).save(folder / "small.png")
+    code = test_script.main(_test_argv(tiny_trained_run, tmp_path, "--dataroot", str(folder), "--preprocess", "none"))
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: 1 of 2 image files cannot be used:\n")
+    assert f"  {folder / 'small.png'}: 4x6 stays with --preprocess none, smaller than 8 px" in err
+    assert "Traceback" not in err
+    assert sorted(fake_b.iterdir()) == before
+
+
+def test_test_py_refuses_inputs_whose_outputs_share_a_name(tiny_trained_run, tmp_path, capsys):
+    fake_b = _previous_results(tmp_path, _test_argv(tiny_trained_run, tmp_path), capsys)
+    before = sorted(fake_b.iterdir())
+    folder = tmp_path / "clash"
+    for name in ("0001.png", "0001.jpg", "0002.png", "sub/0002.png", "0003.png"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (32, 32)).save(folder / name)
+    code = test_script.main(_test_argv(tiny_trained_run, tmp_path, "--dataroot", str(folder)))
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: 2 output name(s) would be shared by several inputs")
+    assert f"  0001.png <- {folder / '0001.jpg'}, {folder / '0001.png'}\n" in err
+    assert f"  0002.png <- {folder / '0002.png'}, {folder / 'sub' / '0002.png'}\n" in err
+    assert "0003.png <-" not in err and "rename these inputs" in err
+    assert sorted(fake_b.iterdir()) == before
+
+
+def test_test_py_takes_the_runs_dataroot_and_names_the_flag_when_there_is_none(tiny_trained_run, toy_dataroot,
+                                                                              tmp_path, capsys):
+    checkpoints, _ = tiny_trained_run
+    assert test_script.main(_test_argv(tiny_trained_run, tmp_path)) == 0  # no --dataroot: the run's toy set
+    fake_b = tmp_path / "results" / "tiny" / "test_latest" / "images" / "fake_B"
+    assert sorted(p.name for p in fake_b.iterdir()) == sorted(f"{p.stem}.png" for p in (toy_dataroot / "testA").iterdir())
+    capsys.readouterr()
+    (checkpoints / "no_options").mkdir(exist_ok=True)
+    for name in ("no_options", "no_such_run"):
+        argv = _test_argv(tiny_trained_run, tmp_path)
+        argv[argv.index("--name") + 1] = name
+        assert test_script.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --dataroot not given, and ") and "pass --dataroot" in err
+        assert "--dataset_mode" not in err
+
+
+def test_test_py_names_the_saved_epochs_when_a_checkpoint_is_missing(tiny_trained_run, toy_dataroot, tmp_path,
+                                                                    capsys):
+    assert test_script.main(_test_argv(tiny_trained_run, tmp_path, "--epoch", "7")) == 2
+    err = capsys.readouterr().err
+    assert "7_net_G.pth -- the run folder exists; epochs saved there: latest, 1; pass one with --epoch" in err
+    argv = _test_argv(tiny_trained_run, tmp_path, "--dataroot", str(toy_dataroot))
+    argv[argv.index("--name") + 1] = "tinny"
+    assert test_script.main(argv) == 2
+    assert "there is no run folder tinny in" in (err := capsys.readouterr().err) and "runs there: tiny" in err
+
+
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_test_py_refuses_num_test_under_one(tiny_trained_run, tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as caught:
+        test_script.main(_test_argv(tiny_trained_run, tmp_path, "--num_test", value))
+    assert caught.value.code == 2
+    assert f"--num_test {value} must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()

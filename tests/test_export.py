@@ -73,3 +73,11 @@ def test_export_help_names_the_formats():
     out = subprocess.run([sys.executable, str(ROOT / "export.py"), "--help"], capture_output=True, text=True,
                          check=True).stdout
     assert "--format {torchscript,onnx}" in out and "--export_path" in out
+
+
+@pytest.mark.parametrize("script, default", [("export.py", "(default: 4)"), ("test.py", "(default: inf, i.e. all)")])
+def test_help_states_the_num_test_default_once(script, default):
+    out = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    entry = " ".join(out.split("--num_test NUM_TEST", 2)[2].split("\n  --", 1)[0].split())
+    assert entry.endswith(default) and entry.count("default") == 1

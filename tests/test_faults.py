@@ -257,3 +257,16 @@ def test_training_continues_when_the_visdom_server_is_down(tiny_train_args, capl
     assert train.main(argv) == 0
     assert logged_iterations(run_dir(argv)) == [1, 2, 3, 4]
     assert any("visdom server not reachable" in r.getMessage() for r in caplog.records)
+
+
+def test_architecture_mismatch_lists_a_few_tensors_and_counts_the_rest():
+    from models.base_model import mismatch_summary
+    keys = ", ".join(f'"model.{i}.weight"' for i in range(10))
+    sizes = [f"\tsize mismatch for model.{i}.bias: copying a param with shape torch.Size([8]) from checkpoint, "
+             "the shape in current model is torch.Size([16])." for i in range(4)]
+    error = "\n".join(["Error(s) in loading state_dict for ResnetGenerator:", f"\tMissing key(s) in state_dict: {keys}. ",
+                       *sizes])
+    assert mismatch_summary(error) == (
+        'Missing key(s) in state_dict: "model.0.weight", "model.1.weight", "model.2.weight", "model.3.weight" '
+        "(+6 more); size mismatch for model.0.bias: [8] in the file, [16] in this network; size mismatch for "
+        "model.1.bias: [8] in the file, [16] in this network; ... and 2 more")

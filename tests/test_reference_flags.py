@@ -173,6 +173,19 @@ def test_aspect_ratio_end_to_end(tiny_train_args, tmp_path, capsys):
     capsys.readouterr()
 
 
+def test_unaligned_test_mode_translates_as_cuts_test_py_does(tiny_trained_run, toy_dataroot, tmp_path, capsys):
+    """CUT's test.py defaults to --dataset_mode unaligned (testA translated, testB shown beside it)."""
+    checkpoints, name = tiny_trained_run
+    results = tmp_path / "results"
+    assert test_script.main(["--dataroot", str(toy_dataroot), "--checkpoints_dir", str(checkpoints), "--name", name,
+                             "--num_threads", "0", "--results_dir", str(results), "--num_test", "2",
+                             "--dataset_mode", "unaligned"]) == 0
+    images = results / name / "test_latest" / "images"
+    assert sorted(p.name for p in (images / "fake_B").iterdir()) == ["0000.png", "0001.png"]
+    assert len(list((images / "real_B").iterdir())) == 2
+    capsys.readouterr()
+
+
 def test_save_by_iter_names_the_periodic_checkpoints_by_iteration(tiny_train_args, tmp_path):
     argv = tiny_train_args(max_dataset_size=3, save_latest_freq=2, save_by_iter=True)
     assert train.main(argv) == 0

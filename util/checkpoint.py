@@ -80,7 +80,7 @@ def safe_load(path: str | Path, device: torch.device | str = "cpu") -> Any:
     """torch.load with weights_only=True: tensors and plain containers only, never pickled code."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(missing_checkpoint_message(path))
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # a torn or foreign file: zip, pickle and storage errors come in many types
@@ -94,6 +94,45 @@ def safe_load(path: str | Path, device: torch.device | str = "cpu") -> Any:
         detail = "unreadable pickle data" if isinstance(err, pickle.UnpicklingError) else str(err).splitlines()[0]
         raise CheckpointError(f"cannot load checkpoint {path}: {detail} -- the file is damaged or not a "
                               "checkpoint; use another one (e.g. --epoch N)") from err
+
+
+# TAG_net_NAME.pth or TAG_state.pth; a tag may hold "_" itself (iter_500).
+_CHECKPOINT_NAME = re.compile(r"^(?P<tag>.+?)_(?P<kind>net_\w+|state)\.pth$")
+_LISTED = 10  # most runs or tags named in a message
+
+
+def _listing(names: list[str]) -> str:
+    """"a, b, c" or "a, ..., j (+5 more)": a message stays short when a folder holds hundreds."""
+    shown = ", ".join(names[:_LISTED])
+    return shown + (f" (+{len(names) - _LISTED} more)" if len(names) > _LISTED else "")
+
+
+def _tag_order(tag: str) -> tuple:
+    """latest and best first, then epochs by number, then iter_N by number."""
+    number = tag.removeprefix("iter_")
+    return (tag not in ("latest", "best"), tag.startswith("iter_"), int(number) if number.isdigit() else 0, tag)
+
+
+def saved_tags(run_dir: Path, kind: str) -> list[str]:
+    """The tags (latest, best, 5, iter_500...) of run_dir's KIND files (e.g. net_G), in _tag_order."""
+    found = (_CHECKPOINT_NAME.match(path.name) for path in run_dir.glob(f"*_{kind}.pth"))
+    return sorted({match["tag"] for match in found if match and match["kind"] == kind}, key=_tag_order)
+
+
+def missing_checkpoint_message(path: Path) -> str:
+    """Why `path` is not there, and what is: the run folder's saved epochs, or the runs beside it."""
+    run_dir, match = path.parent, _CHECKPOINT_NAME.match(path.name)
+    if not run_dir.is_dir():
+        runs = sorted(p.name for p in run_dir.parent.glob("*") if p.is_dir() and any(p.glob("*.pth")))
+        beside = f"runs there: {_listing(runs)}" if runs else "no runs there"
+        return (f"checkpoint not found: {path} -- there is no run folder {run_dir.name} in {run_dir.parent} "
+                f"({beside}); check --name and --checkpoints_dir")
+    tags = saved_tags(run_dir, match["kind"]) if match else []
+    if not tags:
+        return (f"checkpoint not found: {path} -- the run folder exists but holds no such file for any epoch; "
+                "check --name and --checkpoints_dir, or train the run first")
+    return (f"checkpoint not found: {path} -- the run folder exists; epochs saved there: {_listing(tags)}; "
+            "pass one with --epoch")
 
 
 def cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
