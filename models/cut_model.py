@@ -116,6 +116,11 @@ class CUTModel(BaseModel):
                                     antialias_up=not opt.no_antialias_up, init_type=opt.init_type,
                                     init_gain=opt.init_gain).to(device)
         self.nets["G"] = self.netG
+        missing = [i for i in self.nce_layers if not 0 <= i < len(self.netG.model)]
+        if opt.isTrain and missing:  # encode() would skip them and the loss divide by the layers asked for
+            raise ValueError(f"--nce_layers {opt.nce_layers}: --netG {opt.netG} has no layer "
+                             f"{', '.join(map(str, missing))} (its layers are 0-{len(self.netG.model) - 1}); "
+                             "CUT's default is 0,4,8,12,16")
         self.netG_ema: torch.nn.Module | None = None
         self.loss_names = ["NCE"] + (["NCE_Y"] if opt.nce_idt and opt.lambda_NCE > 0 else [])
         if not opt.isTrain:

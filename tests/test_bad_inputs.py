@@ -228,6 +228,11 @@ def test_different_channel_counts_are_refused_before_training(tiny_train_args, c
                                        "equal --output_nc 3: set both to the same value\n")
 
 
+def test_nce_layers_beyond_the_generator_are_refused_before_training(tiny_train_args, capsys):
+    code, err = train_error(tiny_train_args(nce_layers="0,4,40"), capsys)
+    assert code == 2 and err.startswith("error: --nce_layers 0,4,40: --netG ") and "has no layer 40 (its layers are 0-" in err
+
+
 def test_test_py_and_resume_name_the_option_that_differs_from_training(tiny_train_args, tmp_path, capsys):
     argv = tiny_train_args(max_dataset_size=1)
     assert train.main(argv) == 0
