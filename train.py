@@ -77,7 +77,9 @@ class Trainer:
             self.load_pretrained()
         if self.dist.is_main:  # after resume: a failed one leaves the run's recorded options as they were
             options.save(opt, "train_opt.txt")
-            atomic_write_text(self.run_dir / "train_opt.json", json.dumps(vars(opt), indent=1, default=str))
+            # dataroot absolute: test.py and export.py default to it from any folder
+            recorded = {**vars(opt), "dataroot": str(Path(opt.dataroot).resolve())}
+            atomic_write_text(self.run_dir / "train_opt.json", json.dumps(recorded, indent=1, default=str))
             for path in remove_stale_temp_files(self.run_dir):
                 print(f"removed {path.name}, left by a checkpoint write that was interrupted")
         self.dist.share_model(self.model.nets.values(), self.model.optimizers.values())

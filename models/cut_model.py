@@ -117,10 +117,15 @@ class CUTModel(BaseModel):
                                     init_gain=opt.init_gain).to(device)
         self.nets["G"] = self.netG
         missing = [i for i in self.nce_layers if not 0 <= i < len(self.netG.model)]
-        if opt.isTrain and missing:  # encode() would skip them and the loss divide by the layers asked for
+        repeated = sorted({i for i in self.nce_layers if self.nce_layers.count(i) > 1})
+        # encode() returns each existing layer once, while the loss divides by the count asked for
+        if opt.isTrain and missing:
             raise ValueError(f"--nce_layers {opt.nce_layers}: --netG {opt.netG} has no layer "
                              f"{', '.join(map(str, missing))} (its layers are 0-{len(self.netG.model) - 1}); "
                              "CUT's default is 0,4,8,12,16")
+        if opt.isTrain and repeated:
+            raise ValueError(f"--nce_layers {opt.nce_layers} repeats layer {', '.join(map(str, repeated))}: "
+                             "name each layer once (CUT's default is 0,4,8,12,16)")
         self.netG_ema: torch.nn.Module | None = None
         self.loss_names = ["NCE"] + (["NCE_Y"] if opt.nce_idt and opt.lambda_NCE > 0 else [])
         if not opt.isTrain:

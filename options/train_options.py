@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from models.schedule import coop_epochs_from_flag
@@ -95,8 +96,8 @@ class TrainOptions(BaseOptions):
         for flag in ("n_epochs", "n_epochs_decay", "eval_freq", "eval_max_images"):
             if getattr(opt, flag) < 0:
                 self.parser.error(f"--{flag} must be >= 0")
-        if not opt.lr > 0:  # written this way so NaN is refused too
-            self.parser.error(f"--lr must be positive (got {opt.lr}); CUT's default is 0.0002")
+        if not 0 < opt.lr < math.inf:  # written this way so NaN is refused too
+            self.parser.error(f"--lr must be positive and finite (got {opt.lr}); CUT's default is 0.0002")
         if opt.n_epochs + opt.n_epochs_decay < 1:
             self.parser.error("--n_epochs + --n_epochs_decay must be at least 1")
         for flag in ("print_freq", "display_freq", "update_html_freq", "save_latest_freq", "save_epoch_freq"):

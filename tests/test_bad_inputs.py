@@ -233,6 +233,25 @@ def test_nce_layers_beyond_the_generator_are_refused_before_training(tiny_train_
     assert code == 2 and err.startswith("error: --nce_layers 0,4,40: --netG ") and "has no layer 40 (its layers are 0-" in err
 
 
+def test_repeated_nce_layers_are_refused_before_training(tiny_train_args, capsys):
+    code, err = train_error(tiny_train_args(nce_layers="0,0,4"), capsys)
+    assert code == 2 and err.startswith("error: --nce_layers 0,0,4 repeats layer 0: name each layer once")
+
+
+def test_a_relative_dataroot_is_found_by_test_py_from_another_folder(tiny_train_args, toy_dataroot, tmp_path,
+                                                                     monkeypatch, capsys):
+    monkeypatch.chdir(toy_dataroot.parent)
+    argv = tiny_train_args(dataroot=toy_dataroot.name, max_dataset_size=1)
+    assert train.main(argv) == 0
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / toy_dataroot.name).mkdir(parents=True)  # a folder of the same name here must not be read
+    monkeypatch.chdir(elsewhere)
+    assert test_script.main(["--checkpoints_dir", str(tmp_path / "checkpoints"), "--name", "tiny", "--gpu_ids", "-1",
+                             "--num_threads", "0", "--results_dir", str(tmp_path / "results"), "--num_test", "1"]) == 0
+    assert len(list((tmp_path / "results" / "tiny" / "test_latest" / "images" / "fake_B").iterdir())) == 1
+    capsys.readouterr()
+
+
 def test_test_py_and_resume_name_the_option_that_differs_from_training(tiny_train_args, tmp_path, capsys):
     argv = tiny_train_args(max_dataset_size=1)
     assert train.main(argv) == 0

@@ -83,6 +83,7 @@ def test_coop_epochs_rejects_other_forms_naming_the_flag(value, capsys):
      "--crop_size 4 is smaller than 8 px, the smallest side the generator takes: use --crop_size 8 or more"),
     (["--lr", "0"], "--lr must be positive"),
     (["--lr", "nan"], "--lr must be positive"),
+    (["--lr", "inf"], "--lr must be positive and finite"),
 ])
 def test_invalid_combinations_exit_2_naming_the_flag(argv, flag, capsys):
     with pytest.raises(SystemExit) as exit_info:
