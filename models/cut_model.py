@@ -116,16 +116,8 @@ class CUTModel(BaseModel):
                                     antialias_up=not opt.no_antialias_up, init_type=opt.init_type,
                                     init_gain=opt.init_gain).to(device)
         self.nets["G"] = self.netG
-        missing = [i for i in self.nce_layers if not 0 <= i < len(self.netG.model)]
-        repeated = sorted({i for i in self.nce_layers if self.nce_layers.count(i) > 1})
-        # encode() returns each existing layer once, while the loss divides by the count asked for
-        if opt.isTrain and missing:
-            raise ValueError(f"--nce_layers {opt.nce_layers}: --netG {opt.netG} has no layer "
-                             f"{', '.join(map(str, missing))} (its layers are 0-{len(self.netG.model) - 1}); "
-                             "CUT's default is 0,4,8,12,16")
-        if opt.isTrain and repeated:
-            raise ValueError(f"--nce_layers {opt.nce_layers} repeats layer {', '.join(map(str, repeated))}: "
-                             "name each layer once (CUT's default is 0,4,8,12,16)")
+        if opt.isTrain:
+            self.check_nce_layers()
         self.netG_ema: torch.nn.Module | None = None
         self.loss_names = ["NCE"] + (["NCE_Y"] if opt.nce_idt and opt.lambda_NCE > 0 else [])
         if not opt.isTrain:
@@ -229,6 +221,19 @@ class CUTModel(BaseModel):
                                    negatives_from_minibatch=self.opt.nce_includes_all_negatives_from_minibatch
                                    ).mean() for q, k in zip(pooled_q, pooled_k))
         return self.opt.lambda_NCE * total / len(self.nce_layers)
+
+    def check_nce_layers(self) -> None:
+        """ValueError naming --nce_layers when a layer is past G's last or named twice: encode() returns
+        each existing layer once, while the loss divides by the count asked for."""
+        layers, flag = self.nce_layers, f"--nce_layers {self.opt.nce_layers}"
+        missing = [i for i in layers if not 0 <= i < len(self.netG.model)]
+        if missing:
+            raise ValueError(f"{flag}: --netG {self.opt.netG} has no layer {', '.join(map(str, missing))} (its "
+                             f"layers are 0-{len(self.netG.model) - 1}); CUT's default is 0,4,8,12,16")
+        repeated = sorted({i for i in layers if layers.count(i) > 1})
+        if repeated:
+            raise ValueError(f"{flag} repeats layer {', '.join(map(str, repeated))}: name each layer once "
+                             "(CUT's default is 0,4,8,12,16)")
 
     # -- one iteration ------------------------------------------------------------------------
     def optimize(self, iteration: int) -> str:

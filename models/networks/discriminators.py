@@ -50,6 +50,14 @@ class PixelDiscriminator(nn.Module):
         return self.model(x)
 
 
+def _patchgan_depth(net: str, n_layers: int) -> int | None:
+    """NLayerDiscriminator's depth for --netD (basic is the 3-layer 70x70 PatchGAN), None for pixel;
+    ValueError for an unknown net."""
+    if net not in ("basic", "n_layers", "pixel"):
+        raise ValueError(f"unknown --netD {net!r}; choose basic, n_layers or pixel")
+    return {"basic": 3, "n_layers": n_layers}.get(net)
+
+
 def min_input_side(*, net: str, n_layers: int, norm: str, antialias: bool, batch_size: int) -> int:
     """Smallest square input side the discriminator `build_discriminator` makes can be trained on.
 
@@ -58,12 +66,10 @@ def min_input_side(*, net: str, n_layers: int, norm: str, antialias: bool, batch
     (instance norm: more than one pixel; batch norm: that too at batch size 1). Raises ValueError on
     an unknown `net`.
     """
-    if net not in ("basic", "n_layers", "pixel"):
-        raise ValueError(f"unknown --netD {net!r}; choose basic, n_layers or pixel")
+    depth = _patchgan_depth(net, n_layers)
     norm_side = 2 if norm == "instance" or (norm == "batch" and batch_size == 1) else 1
-    if net == "pixel":  # 1x1 convolutions: only the norm needs space
+    if depth is None:  # pixel: 1x1 convolutions, only the norm needs space
         return norm_side
-    depth = 3 if net == "basic" else n_layers
     side = 1
     while not _nlayer_fits(side, n_layers=depth, norm_side=norm_side, antialias=antialias):
         side += 1
@@ -86,12 +92,9 @@ def _nlayer_fits(side: int, *, n_layers: int, norm_side: int, antialias: bool) -
 
 def build_discriminator(*, net: str, input_nc: int, ndf: int, n_layers: int, norm: str, antialias: bool,
                         init_type: str, init_gain: float) -> nn.Module:
-    if net == "basic":
-        disc = NLayerDiscriminator(input_nc=input_nc, ndf=ndf, n_layers=3, norm=norm, antialias=antialias)
-    elif net == "n_layers":
-        disc = NLayerDiscriminator(input_nc=input_nc, ndf=ndf, n_layers=n_layers, norm=norm, antialias=antialias)
-    elif net == "pixel":
+    depth = _patchgan_depth(net, n_layers)
+    if depth is None:
         disc = PixelDiscriminator(input_nc=input_nc, ndf=ndf, norm=norm)
     else:
-        raise ValueError(f"unknown --netD {net!r}; choose basic, n_layers or pixel")
+        disc = NLayerDiscriminator(input_nc=input_nc, ndf=ndf, n_layers=depth, norm=norm, antialias=antialias)
     return init_weights(disc, init_type=init_type, gain=init_gain)
