@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -36,6 +37,8 @@ from options.test_options import INHERITED_FROM_TRAINING, differing_options_hint
 from util.checkpoint import CheckpointError
 
 METADATA_FILE = "coopinit.json"  # TorchScript extra file holding the metadata
+# test.py's flags, which ExportOptions inherits from TestOptions but export.py does not read
+TEST_ONLY_FLAGS = ("results_dir", "aspect_ratio", "tile", "tile_overlap", "video", "out", "video_codec")
 
 
 class ExportableGenerator(nn.Module):
@@ -77,9 +80,13 @@ def export_onnx(module: nn.Module, path: Path, meta: dict, *, channels: int) -> 
 
     example = torch.zeros(1, channels, 64, 64)
     shapes = ({0: Dim("batch"), 2: Dim("height", min=8), 3: Dim("width", min=8)},)
-    torch.onnx.export(module, (example,), str(path), dynamo=True, input_names=["image"],
-                      output_names=["translation"], dynamic_shapes=shapes, verbose=False)
-    model = onnx.load(str(path))
+    # The dynamo exporter writes the weights to an external FILE.data; export into a scratch folder
+    # and save one self-contained file at `path`, so nothing but it (and FILE.json) is left there.
+    with tempfile.TemporaryDirectory() as scratch:
+        exported = Path(scratch) / path.name
+        torch.onnx.export(module, (example,), str(exported), dynamo=True, input_names=["image"],
+                          output_names=["translation"], dynamic_shapes=shapes, verbose=False)
+        model = onnx.load(str(exported))  # reads the external weights into the model
     for key, value in meta.items():
         model.metadata_props.add(key=key, value=json.dumps(value))
     onnx.save(model, str(path))
@@ -136,6 +143,7 @@ def export(opt: argparse.Namespace) -> tuple[Path, list[tuple[str, tuple[int, in
     path = Path(opt.export_path) if opt.export_path else run_dir / f"{opt.epoch}_net_G{suffix}"
     images = parity_images(opt)  # before writing: a missing dataset stops the export early
     meta = metadata(opt, multiple)
+    path.parent.mkdir(parents=True, exist_ok=True)  # a new folder in --export_path, as for any output path
     if opt.format == "onnx":
         export_onnx(module, path, meta, channels=opt.input_nc)
     else:
@@ -147,8 +155,18 @@ def export(opt: argparse.Namespace) -> tuple[Path, list[tuple[str, tuple[int, in
     return path, rows
 
 
+def refuse_test_only_flags(options: ExportOptions, opt: argparse.Namespace) -> None:
+    """Exit 2 (argparse-style) naming the test.py flags given, which the export would silently ignore."""
+    given = [f"--{key}" for key in TEST_ONLY_FLAGS if getattr(opt, key) != options.parser.get_default(key)]
+    if given:
+        options.parser.error(f"{', '.join(given)}: test.py's flags, which export.py does not use (it writes the "
+                             "generator alone, to --export_path)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    opt = ExportOptions().parse(argv)
+    options = ExportOptions()
+    opt = options.parse(argv)
+    refuse_test_only_flags(options, opt)
     try:
         path, rows = export(opt)
     except (DatasetError, CheckpointError, FileNotFoundError) as err:

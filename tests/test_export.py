@@ -36,9 +36,11 @@ print(json.dumps({"input": json.loads(meta["input"]), "options": json.loads(meta
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_export_round_trip_in_a_fresh_process(fmt, tiny_trained_run, toy_dataroot, tmp_path, capsys):
     checkpoints, name = tiny_trained_run
-    path = tmp_path / f"G.{'pt' if fmt == 'torchscript' else 'onnx'}"
+    path = tmp_path / "new" / "folder" / f"G.{'pt' if fmt == 'torchscript' else 'onnx'}"  # made by the export
     assert export.main(["--name", name, "--checkpoints_dir", str(checkpoints), "--dataroot", str(toy_dataroot),
                         "--format", fmt, "--export_path", str(path), "--gpu_ids", "-1", "--num_threads", "0"]) == 0
+    # the documented files only: ONNX's weights inlined, no stray FILE.data from the exporter
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name, path.name + ".json"]
     printed = capsys.readouterr().out
     assert "max abs diff" in printed and "cropped to" in printed  # the parity table, odd size included
     sidecar = json.loads(path.with_name(path.name + ".json").read_text())
@@ -67,6 +69,17 @@ def test_export_reports_a_parity_failure(tiny_trained_run, toy_dataroot, tmp_pat
                         "--format", "torchscript", "--export_path", str(tmp_path / "G.pt"), "--gpu_ids", "-1",
                         "--num_threads", "0"]) == 1
     assert "differs from PyTorch by 1.00e-03" in capsys.readouterr().err
+
+
+def test_export_refuses_test_py_flags_it_would_ignore(tiny_trained_run, tmp_path, capsys):
+    checkpoints, name = tiny_trained_run
+    with pytest.raises(SystemExit) as exit_info:
+        export.main(["--name", name, "--checkpoints_dir", str(checkpoints), "--export_path", str(tmp_path / "G.pt"),
+                     "--tile", "64", "--video", "in.mp4", "--out", "out.mp4", "--results_dir", "./results"])
+    assert exit_info.value.code == 2
+    # --results_dir at its default changes nothing and is let through
+    assert "error: --tile, --video, --out: test.py's flags, which export.py does not use" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
 
 
 def test_export_help_names_the_formats():
