@@ -162,3 +162,8 @@ def python_fingerprint(path: Path) -> str:
         blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # what git ls-tree lists
         lines.append(f"{relative.as_posix()} {blob}\n")
     return hashlib.sha1("".join(sorted(lines)).encode()).hexdigest()
+
+
+if __name__ == "__main__":
+    sys.exit("bench/reference_cut.py is a library of bench/speed.py, not a command: "
+             "python bench/speed.py --help runs the reference side by side with this code")

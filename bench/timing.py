@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -83,3 +84,8 @@ def timed_forwards(torch: ModuleType, forward: Callable[[torch_module.Tensor], o
     times, cpu = timed_iterations(itertools.repeat(x), step, warmup=args.warmup, iters=args.generator_iters)
     return {"sec_per_image": statistics.median(times), "cpu_sec_per_image": statistics.median(cpu), "times": times,
             "first_call_s": first_call, **peak_memory(torch)}
+
+
+if __name__ == "__main__":
+    sys.exit("bench/timing.py is a library of bench/speed.py, not a command: "
+             "python bench/speed.py --help times this code and the reference")

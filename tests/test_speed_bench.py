@@ -1,15 +1,17 @@
 """bench/speed.py's summary of the side-by-side runs: medians over rounds, speed-ups against the
 reference, the CoopInit stage against the reference's CUT iteration; bench/reference_cut.py's check
-of the reference checkout; bench/timing.py's generator timing."""
+of the reference checkout; bench/timing.py's generator timing; both refuse to run as commands."""
 from __future__ import annotations
 
 import hashlib
 import shutil
 import subprocess
+import sys
 
 import pytest
 
 from bench import reference_cut, speed, timing
+from conftest import ROOT
 
 
 def run(wall: float, cpu: float, peak: float) -> dict:
@@ -102,3 +104,10 @@ def test_timed_forwards_times_the_calls_after_the_first_and_the_warmup():
     assert -1 <= calls[0].min() and calls[0].max() <= 1
     assert len(result["times"]) == 3 and result["first_call_s"] >= 0
     assert result["gpu_peak_mib"] is None  # CUDA never started: no GPU figure
+
+
+@pytest.mark.parametrize("module", ["bench.reference_cut", "bench.timing"])
+def test_library_modules_say_they_are_not_commands(module):
+    result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 1 and not result.stdout
+    assert "a library of bench/speed.py, not a command: python bench/speed.py --help" in result.stderr
