@@ -139,7 +139,9 @@ class BaseOptions:
         known, _ = parser.parse_known_args(argv)
         check_available(known, parser.error, ("dataset_mode",))
         parser = data.get_option_setter(known.dataset_mode)(parser, self.is_train)
-        parser.set_defaults(**self.run_defaults(argv))
+        known_flags = {action.dest for action in parser._actions}
+        # A recorded option this version no longer has is dropped, not carried into the run's options.
+        parser.set_defaults(**{k: v for k, v in self.run_defaults(argv).items() if k in known_flags})
         parser.add_argument("-h", "--help", action="help", help="show this help message and exit")
         self.parser = parser
         return parser.parse_args(argv)

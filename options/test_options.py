@@ -35,25 +35,27 @@ def _option_value(text: str) -> object:
     return text
 
 
-def training_options(checkpoints_dir: str, name: str) -> dict:
-    """The options a run was trained with: its train_opt.json, else its train_opt.txt (the reference
-    CUT's format, "   key: value   [default: ...]" per line, which this project writes too), else {}."""
+def training_options(checkpoints_dir: str, name: str, *, reference_format: bool = True) -> dict:
+    """The options a run was trained with: its train_opt.json, else (if `reference_format`) its
+    train_opt.txt (the reference CUT's format, "   key: value   [default: ...]" per line, which this
+    project writes too), else {}."""
     run_dir = Path(checkpoints_dir) / name
     if (run_dir / "train_opt.json").is_file():
         return json.loads((run_dir / "train_opt.json").read_text())
-    if (run_dir / "train_opt.txt").is_file():
+    if reference_format and (run_dir / "train_opt.txt").is_file():
         found = (_OPTION_LINE.match(line) for line in (run_dir / "train_opt.txt").read_text().splitlines())
         return {match[1]: _option_value(match[2]) for match in found if match}
     return {}
 
 
-def run_options_named_in(argv: list[str] | None, name_flag: str) -> dict:
+def run_options_named_in(argv: list[str] | None, name_flag: str, *, reference_format: bool = True) -> dict:
     """training_options() of the run that `name_flag` (--name, --pretrained_name) names in `argv`."""
     probe = argparse.ArgumentParser(add_help=False)
     probe.add_argument(name_flag, dest="name", default="experiment_name" if name_flag == "--name" else None)
     probe.add_argument("--checkpoints_dir", default="./checkpoints")
     known, _ = probe.parse_known_args(argv)
-    return training_options(known.checkpoints_dir, known.name) if known.name else {}
+    return (training_options(known.checkpoints_dir, known.name, reference_format=reference_format)
+            if known.name else {})
 
 
 def differing_options_hint(opt: argparse.Namespace, *, name: str | None = None,

@@ -4,10 +4,16 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 
 from models.schedule import coop_epochs_from_flag
 from options.base_options import BaseOptions
 from options.test_options import PRETRAINED_SHAPE, run_options_named_in
+
+# What --continue_train does not take from the run's train_opt.json: where the run is, which
+# checkpoint to resume, and this machine's devices, workers and display.
+NOT_RESUMED = ("name", "checkpoints_dir", "suffix", "continue_train", "epoch", "gpu_ids", "num_threads",
+               "verbose", "display_id", "display_server", "display_env", "display_port")
 
 
 class TrainOptions(BaseOptions):
@@ -43,7 +49,8 @@ class TrainOptions(BaseOptions):
                        help="save a per-epoch checkpoint every N epochs")
         g.add_argument("--continue_train", action="store_true",
                        help="resume from the checkpoint named by --epoch (optimizers, schedule, "
-                            "iteration and RNG state included)")
+                            "iteration and RNG state included), with the options in the run's train_opt.json "
+                            "(all but the device, workers and display); flags given override them, with a note")
         g.add_argument("--epoch_count", type=int, default=1,
                        help="first epoch number of a fresh run (a resumed run reads it from its state)")
         g.add_argument("--pretrained_name", default=None,
@@ -82,9 +89,17 @@ class TrainOptions(BaseOptions):
         return parser
 
     def run_defaults(self, argv: list[str] | None) -> dict:
-        """With --pretrained_name, that run's network shapes: its weights then load without repeating them."""
+        """With --pretrained_name, that run's network shapes: its weights then load without repeating them.
+        With --continue_train, every option the run recorded in its train_opt.json (but NOT_RESUMED), so a
+        bare `--continue_train --name NAME` resumes the same run; flags given on the command line win."""
         trained = run_options_named_in(argv, "--pretrained_name")
-        return {k: trained[k] for k in PRETRAINED_SHAPE if k in trained}
+        defaults = {k: trained[k] for k in PRETRAINED_SHAPE if k in trained}
+        args = sys.argv[1:] if argv is None else argv
+        # train_opt.json only: a reference CUT run (train_opt.txt) resumes as in CUT, from the flags given.
+        record = run_options_named_in(args, "--name", reference_format=False) if "--continue_train" in args else {}
+        self.resumed_options = {k: v for k, v in record.items() if k not in NOT_RESUMED}
+        defaults.update(self.resumed_options)
+        return defaults
 
     def validate(self, opt: argparse.Namespace) -> None:
         super().validate(opt)
@@ -115,3 +130,14 @@ class TrainOptions(BaseOptions):
                 self.parser.error(f"--{flag} must be >= 0")
         if getattr(opt, "coop_ref_sigma", 1) <= 0:
             self.parser.error("--coop_ref_sigma must be positive (the energy divides by it)")
+        self.note_resumed_options_changed(opt)  # last: --coop_epochs is resolved to epochs, as recorded
+
+    def note_resumed_options_changed(self, opt: argparse.Namespace) -> None:
+        """With --continue_train, name the flags given that differ from the run's record (they win, and
+        train_opt.json is rewritten with them): a changed run should never pass unnoticed."""
+        changed = [f"--{key} {getattr(opt, key)} (was {was})" for key, was in self.resumed_options.items()
+                   if hasattr(opt, key) and str(getattr(opt, key)) != str(was)
+                   and not (key == "dataroot" and Path(opt.dataroot).resolve() == Path(str(was)).resolve())]
+        if changed:
+            print(f"note: --continue_train with options that differ from {opt.checkpoints_dir}/{opt.name}/"
+                  f"train_opt.json; the run goes on with them: {', '.join(changed)}", file=sys.stderr)

@@ -266,7 +266,8 @@ def test_test_py_and_resume_name_the_option_that_differs_from_training(tiny_trai
     assert "Error(s) in loading" not in err and err.count("\n") == 1
 
     assert train.main(argv + ["--continue_train", "--ngf", "16"]) == 2
-    err = capsys.readouterr().err
+    note, err = capsys.readouterr().err.split("\n", 1)  # the flag given over the run's record, then the error
+    assert note.startswith("note: --continue_train with options that differ") and "--ngf 16 (was 8)" in note
     assert err.startswith("error: net G does not match this network's architecture")
     assert "options that differ from training: --ngf 16 (trained with 8)" in err
     assert '"ngf": 8' in (tmp_path / "checkpoints" / "tiny" / "train_opt.json").read_text()  # kept

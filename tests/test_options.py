@@ -154,3 +154,20 @@ def test_first_iteration_of_each_stage_is_one_based():
     schedule = StageSchedule(coop_iters=153, blend_iters=10)
     assert [schedule.first_iteration(s) for s in ("coop", "blend", "adversarial")] == [1, 154, 164]
     assert schedule.stage(153 - 1) == "coop" and schedule.stage(154 - 1) == "blend"  # 1-based vs 0-based
+
+
+def test_continue_train_takes_the_runs_recorded_options(tmp_path, capsys):
+    run = ["--name", "run", "--checkpoints_dir", str(tmp_path)]
+    trained = parse_train(*run, "--crop_size", "64", "--load_size", "64", "--ngf", "16", "--n_epochs", "2",
+                          "--n_epochs_decay", "0", "--max_dataset_size", "20", "--gpu_ids", "-1")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "train_opt.json").write_text(json.dumps({**vars(trained), "gone_flag": 1}, default=str))
+    resumed = parse_train(*run, "--continue_train")
+    for key in ("crop_size", "load_size", "ngf", "n_epochs", "n_epochs_decay", "max_dataset_size", "coop_epochs"):
+        assert getattr(resumed, key) == getattr(trained, key), key
+    assert resumed.gpu_ids is None and not hasattr(resumed, "gone_flag")  # this machine's device; old flags dropped
+    assert "note:" not in capsys.readouterr().err
+    extended = parse_train(*run, "--continue_train", "--n_epochs", "5")
+    assert (extended.n_epochs, extended.crop_size) == (5, 64)
+    assert "--n_epochs 5 (was 2)" in capsys.readouterr().err
+    assert parse_train(*run).crop_size == 256  # without --continue_train a run starts afresh from the defaults
