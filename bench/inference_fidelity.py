@@ -4,7 +4,8 @@ plain float32 generator, on real images, in the 8-bit levels test.py writes.
     python -m bench.inference_fidelity --run checkpoints/h2z --images datasets/horse2zebra/testA
 
 Prints, per path: the largest and mean difference in 8-bit levels, the share of pixels that differ
-and the PSNR against the float32 output.
+and the PSNR against the float32 output; then the same as one line of JSON, where psnr_db is null
+for outputs identical to float32's (infinite PSNR, which JSON cannot hold).
 """
 from __future__ import annotations
 
@@ -40,20 +41,21 @@ def translated_levels(run: Path, images: torch.Tensor, *, amp: bool, fast: bool)
 
 
 def compare(reference: torch.Tensor, other: torch.Tensor) -> dict:
+    """Differences of `other` from `reference` in 8-bit levels; psnr_db None where they are identical."""
     diff = (other - reference).abs()
     mse = (diff ** 2).mean().item()
     return {"max_levels": diff.max().item(), "mean_levels": diff.mean().item(),
             "pixels_differing": (diff > 0).float().mean().item(),
-            "psnr_db": float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(255.0 ** 2 / mse)).item()}
+            "psnr_db": None if mse == 0 else 10 * torch.log10(torch.tensor(255.0 ** 2 / mse)).item()}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="a training run folder (checkpoints/NAME)")
     parser.add_argument("--images", required=True, help="folder of test images")
     parser.add_argument("--count", type=int, default=8, help="images compared")
     parser.add_argument("--size", type=int, default=256, help="images are resized to SIZE x SIZE")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     paths = list_images(args.images)[:args.count]
     images = torch.stack([to_tensor(load_image(p, 3).resize((args.size, args.size)))
                           for p in paths])
@@ -63,9 +65,10 @@ def main() -> None:
                "--amp (bfloat16 weights)": compare(reference, translated_levels(run, images, amp=True, fast=True))}
     print(f"{len(paths)} images from {args.images} at {args.size} px, generator {run}/latest_net_G.pth")
     for name, r in results.items():
+        psnr = "inf dB (identical)" if r["psnr_db"] is None else f"{r['psnr_db']:.1f} dB"
         print(f"{name:26s} max {r['max_levels']:.0f} level(s), mean {r['mean_levels']:.3f}, "
-              f"{100 * r['pixels_differing']:.2f} % of values differ, PSNR {r['psnr_db']:.1f} dB")
-    print(json.dumps(results))
+              f"{100 * r['pixels_differing']:.2f} % of values differ, PSNR {psnr}")
+    print(json.dumps(results, allow_nan=False))  # strict JSON: an inf or nan fails here, not in a reader
 
 
 if __name__ == "__main__":
