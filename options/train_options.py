@@ -29,7 +29,7 @@ class TrainOptions(BaseOptions):
         g.add_argument("--display_ncols", type=int, default=4, help="images per row in visdom")
         g.add_argument("--display_id", type=int, default=1,
                        help="visdom window id; 0 or negative disables visdom (nothing is contacted). "
-                            "Start a server with: python -m visdom.server -port 8097 -bind_local")
+                            "Start a server with: .venv/bin/python -m visdom.server -port 8097 -bind_local")
         g.add_argument("--display_server", default="http://localhost", help="visdom server address")
         g.add_argument("--display_env", default="main", help="visdom environment name")
         g.add_argument("--display_port", type=int, default=8097, help="visdom server port")

@@ -10,6 +10,8 @@ import json
 import logging
 import math
 import os
+import shlex
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -96,7 +98,7 @@ class Visualizer:
         self.ncols = opt.display_ncols
         self.display_id = opt.display_id
         self.server_hint = (f"{opt.display_server}:{opt.display_port} (start it with: "
-                            f"python -m visdom.server -port {opt.display_port} -bind_local)")
+                            f"{shlex.quote(sys.executable)} -m visdom.server -port {opt.display_port} -bind_local)")
         self.retry_seconds = retry_seconds
         self._vis: Any = None
         self._warned = False
