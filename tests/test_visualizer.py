@@ -17,7 +17,7 @@ from PIL import Image
 from browser_helpers import VisdomServer, display_opts, free_port
 from util import visualizer as visualizer_module
 from util.html import HTML
-from util.loss_plot import plot_loss_log, read_loss_log, stage_segments
+from util.loss_plot import loss_figure, plot_loss_log, read_loss_log, stage_segments
 from util.visualizer import Visualizer, tensor_to_image
 
 COOP = {"EBM": 0.9, "teach": 0.4, "f_data": 1.2, "f_revised": 0.7, "langevin_change": 0.05,
@@ -268,3 +268,12 @@ def test_loss_plot_marks_the_switch_where_it_happened_not_at_the_next_log():
                {"iter": 200, "stage": "adversarial", "stage_start": 154, "losses": {}},
                {"iter": 250, "stage": "adversarial", "stage_start": 154, "losses": {}}]
     assert stage_segments(records) == [("coop", 1, 150), ("adversarial", 154, 250)]
+
+
+def test_loss_plot_shows_a_stage_logged_once():
+    records = [{"iter": 5, "stage": "coop", "losses": {"EBM": 2.0}},
+               {"iter": 10, "stage": "adversarial", "losses": {"G": 1.0}},
+               {"iter": 15, "stage": "adversarial", "losses": {"G": 0.5}}]
+    coop, adversarial = loss_figure(records).axes[:2]
+    assert coop.lines[-1].get_marker() == "o"  # one point: a line alone would draw nothing
+    assert adversarial.lines[-1].get_marker() in ("None", None, "")

@@ -65,6 +65,11 @@ def stage_segments(records: list[dict]) -> list[tuple[str, int, int]]:
 
 def plot_records(records: list[dict], png_path: str | Path, *, title: str = "") -> None:
     """Draw ``records`` (non-empty) to ``png_path``, replacing it atomically."""
+    _save_atomically(loss_figure(records, title=title), Path(png_path))
+
+
+def loss_figure(records: list[dict], *, title: str = "") -> Figure:
+    """One panel of loss curves per stage, switches marked, from non-empty ``records``."""
     stages = list(dict.fromkeys(r["stage"] for r in records))
     segments = stage_segments(records)
     fig = Figure(figsize=(10, 0.6 + 2.6 * len(stages)), dpi=100, layout="constrained")
@@ -81,7 +86,8 @@ def plot_records(records: list[dict], png_path: str | Path, *, title: str = "") 
         names = list(dict.fromkeys(k for r in stage_records for k in r["losses"]))
         for name in names:
             points = [(r["iter"], r["losses"][name]) for r in stage_records if name in r["losses"]]
-            ax.plot(*zip(*points), label=name, linewidth=1.2)
+            # a marker where a curve is one logged point (a short stage), which a line alone would not show
+            ax.plot(*zip(*points), label=name, linewidth=1.2, marker="o" if len(points) == 1 else None)
         ax.set_title(stage_title(stage), fontsize=10, loc="left")
         ax.set_ylabel("loss")
         if stage == "coop":  # energies in the hundreds beside the teaching loss and Langevin change near 0.01
@@ -97,7 +103,7 @@ def plot_records(records: list[dict], png_path: str | Path, *, title: str = "") 
     axes[-1].set_xlabel("iteration")
     if title:
         fig.suptitle(title, fontsize=11)
-    _save_atomically(fig, Path(png_path))
+    return fig
 
 
 def plot_loss_log(log_path: str | Path, png_path: str | Path, *, title: str = "") -> bool:
