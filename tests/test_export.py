@@ -86,6 +86,7 @@ def test_export_help_names_the_formats():
     out = subprocess.run([sys.executable, str(ROOT / "export.py"), "--help"], capture_output=True, text=True,
                          check=True).stdout
     assert "--format {torchscript,onnx}" in out and "--export_path" in out
+    assert "--tile" not in out and "--video" not in out  # test.py's, refused by export.py
 
 
 @pytest.mark.parametrize("script, default", [("export.py", "(default: 4)"), ("test.py", "(default: inf, i.e. all)")])

@@ -225,6 +225,11 @@ def test_cli_name_resolves_test_result(stub_model: None, tmp_path: Path, capsys:
     assert evaluate.main(argv) == 0
     out = capsys.readouterr().out
     assert out.startswith("FID ") and "KID " in out and "3 real" in out
+    # without --dataroot: the one the run recorded at training (train_opt.json), as test.py does
+    (tmp_path / "ckpt" / "exp").mkdir(parents=True)
+    (tmp_path / "ckpt" / "exp" / "train_opt.json").write_text(json.dumps({"dataroot": str(tmp_path / "data")}))
+    assert evaluate.main(argv[:4] + ["--checkpoints_dir", str(tmp_path / "ckpt"), "--gpu_ids", "-1"]) == 0
+    assert f"3 real from {tmp_path / 'data' / 'testB'}" in capsys.readouterr().out
 
 
 def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -233,6 +238,11 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert "missing" in capsys.readouterr().err
     assert evaluate.main(["--real", str(real), "--fake", str(real), "--kid_subset_size", "5", "--gpu_ids", "-1"]) == 2
     assert "needs at least 5 images" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        evaluate.main(["--name", "exp"])
-    assert "--dataroot" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # no results: says to run test.py first
+        evaluate.main(["--name", "exp", "--results_dir", str(tmp_path / "res")])
+    assert f"no test.py results at {tmp_path / 'res' / 'exp' / 'test_latest' / 'images' / 'fake_B'}: run test.py " \
+        "--name exp first" in capsys.readouterr().err
+    (tmp_path / "res" / "exp" / "test_latest" / "images" / "fake_B").mkdir(parents=True)
+    with pytest.raises(SystemExit):  # results, but no dataroot given or recorded
+        evaluate.main(["--name", "exp", "--results_dir", str(tmp_path / "res"), "--checkpoints_dir", str(tmp_path)])
+    assert "no --dataroot given and none recorded" in capsys.readouterr().err

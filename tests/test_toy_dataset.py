@@ -224,7 +224,7 @@ def test_metrics_name_missing_and_wrong_size_files(small, tmp_path):
     fake = tmp_path / "fake_B"
     shutil.copytree(small / "testA", fake)
     (fake / "0003.png").unlink()
-    with pytest.raises(FileNotFoundError, match="0003"):
+    with pytest.raises(FileNotFoundError, match=r"0003.*test images translated \(test.py without --num_test\)"):
         metrics.toy_translation_metrics(small, fake)
     Image.new("RGB", (32, 32)).save(fake / "0003.png")
     with pytest.raises(ValueError, match="0003.png is 32x32"):
@@ -238,6 +238,8 @@ def test_metrics_ask_to_regenerate_an_old_dataset(small, tmp_path):
         metrics.toy_translation_metrics(old, old / "testA")
     with pytest.raises(FileNotFoundError, match="no .png masks"):
         metrics.toy_translation_metrics(tmp_path / "elsewhere", small / "testA")
+    with pytest.raises(FileNotFoundError, match=f"the dataset's root, {small}, not one of its splits"):
+        metrics.toy_translation_metrics(small / "testA", small / "testA")
 
 
 def test_skips_when_complete_and_regenerates_on_change(tmp_path):

@@ -132,7 +132,7 @@ def missing_checkpoint_message(path: Path) -> str:
         return (f"checkpoint not found: {path} -- the run folder exists but holds no such file for any epoch; "
                 "check --name and --checkpoints_dir, or train the run first")
     return (f"checkpoint not found: {path} -- the run folder exists; epochs saved there: {_listing(tags)}; "
-            "pass one with --epoch")
+            "pass one with --epoch (load_translator: epoch=)")
 
 
 def cpu_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
