@@ -52,10 +52,16 @@ zip_file="$DATA_DIR/.$name.zip.part"
 staging="$DATA_DIR/.$name.unzipping"
 trap 'rm -rf "$zip_file" "$staging"' EXIT
 echo "Downloading $url"
+download_failed() {
+    echo "error: could not download $url (no internet, or the mirror is down); nothing was written." \
+        "Retry later, or bring your own folder with trainA, trainB, testA and testB." \
+        "The demo needs no download: make demo." >&2
+    exit 1
+}
 if command -v curl >/dev/null; then
-    curl -fL --retry 3 -o "$zip_file" "$url"
+    curl -fL --retry 3 -o "$zip_file" "$url" || download_failed
 elif command -v wget >/dev/null; then
-    wget --tries=3 -O "$zip_file" "$url"
+    wget --tries=3 -O "$zip_file" "$url" || download_failed
 else
     echo "error: neither curl nor wget is installed; install one of them." >&2
     exit 1

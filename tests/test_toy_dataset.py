@@ -329,3 +329,18 @@ def test_download_fetches_from_mirror_and_unpacks(fake_net, tmp_path):
     assert "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets/horse2zebra.zip" in log.read_text()
     assert sorted(os.listdir(script.parent)) == [DOWNLOAD.name, "horse2zebra"]  # no leftovers
     assert sorted(os.listdir(script.parent / "horse2zebra")) == ["testA", "testB", "trainA", "trainB"]
+
+
+def test_download_failure_says_why_and_leaves_nothing(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "curl").write_text("#!/usr/bin/env bash\necho 'curl: (6) Could not resolve host' >&2\nexit 6\n")
+    (bin_dir / "curl").chmod(0o755)
+    script = tmp_path / "datasets" / DOWNLOAD.name
+    script.parent.mkdir()
+    shutil.copy(DOWNLOAD, script)
+    result = subprocess.run(["bash", str(script), "horse2zebra"], capture_output=True, text=True, check=False,
+                            env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    assert result.returncode == 1
+    assert "error: could not download" in result.stderr and "make demo" in result.stderr
+    assert os.listdir(script.parent) == [DOWNLOAD.name]
