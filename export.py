@@ -154,8 +154,7 @@ def export(opt: argparse.Namespace) -> tuple[Path, list[tuple[str, tuple[int, in
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = ExportOptions()
-    opt = options.parse(argv)
+    opt = ExportOptions().parse(argv)
     try:
         path, rows = export(opt)
     except (DatasetError, CheckpointError, FileNotFoundError) as err:
