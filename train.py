@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import signal
 import sys
@@ -79,7 +80,10 @@ class Trainer:
             options.save(opt, "train_opt.txt")
             # dataroot absolute: test.py and export.py default to it from any folder
             recorded = {**vars(opt), "dataroot": str(Path(opt.dataroot).resolve())}
-            atomic_write_text(self.run_dir / "train_opt.json", json.dumps(recorded, indent=1, default=str))
+            # strict JSON: an unlimited --max_dataset_size is recorded as "inf", which the flag reads back
+            recorded = {k: str(v) if isinstance(v, float) and not math.isfinite(v) else v for k, v in recorded.items()}
+            atomic_write_text(self.run_dir / "train_opt.json",
+                              json.dumps(recorded, indent=1, default=str, allow_nan=False))
             for path in remove_stale_temp_files(self.run_dir):
                 print(f"removed {path.name}, left by a checkpoint write that was interrupted")
         self.dist.share_model(self.model.nets.values(), self.model.optimizers.values())
@@ -306,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # the run folder cannot be created or written
         print(f"error: {err} -- --checkpoints_dir must be a writable folder with free space", file=sys.stderr)
         return 2
-    launcher = "torchrun <same torchrun flags> train.py" if trainer.dist.distributed else "python train.py"
+    launcher = ("torchrun <same torchrun flags> train.py" if trainer.dist.distributed
+                else f"{shlex.quote(sys.executable)} train.py")
     args = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
     resume = f"{launcher} {shlex.join(args + ([] if opt.continue_train else ['--continue_train']))}"
     # Restored on return, so train.main() called in a process (tests, notebooks) leaves Ctrl-C working.

@@ -14,7 +14,7 @@ import data
 import models
 from models.networks import min_image_side
 from models.networks.generators import ResnetGenerator
-from options.common import available_cpus, str2bool
+from options.common import available_cpus, count_or_inf, str2bool
 from options.unavailable_choices import check_available, choices_with_unavailable, unavailable_help
 
 NETG_CHOICES = ("resnet_9blocks", "resnet_6blocks", "resnet_4blocks")
@@ -113,8 +113,8 @@ class BaseOptions:
         g.add_argument("--batch_size", type=int, default=1, help="images per batch (per process under torchrun)")
         g.add_argument("--load_size", type=int, default=286, help="scale images to this size")
         g.add_argument("--crop_size", type=int, default=256, help="then crop to this size")
-        g.add_argument("--max_dataset_size", type=int, default=float("inf"),
-                       help="use at most this many images per domain")
+        g.add_argument("--max_dataset_size", type=count_or_inf, default=float("inf"),
+                       help="use at most this many images per domain (inf: all)")
         g.add_argument("--preprocess", default="resize_and_crop",
                        choices=choices_with_unavailable("preprocess", PREPROCESS_CHOICES),
                        help="scaling and cropping of images at load time" + unavailable_help("preprocess"))

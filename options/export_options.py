@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from options.test_options import TestOptions, set_help
 
@@ -28,10 +29,24 @@ class ExportOptions(TestOptions):
             set_help(parser, f"--{flag}", argparse.SUPPRESS)
         return parser
 
-    def validate(self, opt: argparse.Namespace) -> None:
-        # before test.py's own checks, which would judge e.g. --video without --out
-        given = [f"--{key}" for key in TEST_ONLY_FLAGS if getattr(opt, key) != self.parser.get_default(key)]
+    def gather_options(self, argv: list[str] | None) -> argparse.Namespace:
+        opt = super().gather_options(argv)
+        probe = argparse.ArgumentParser(add_help=False)  # given at all, even at test.py's default value
+        for flag in TEST_ONLY_FLAGS:
+            probe.add_argument(f"--{flag}")
+        given = [f"--{key}" for key, value in vars(probe.parse_known_args(argv)[0]).items() if value is not None]
         if given:
-            self.parser.error(f"{', '.join(given)}: test.py's flags, which export.py does not use (it writes the "
-                              "generator alone, to --export_path)")
+            self.parser.error(f"{', '.join(given)}: test.py's flag{'s' if len(given) > 1 else ''}, which export.py "
+                              "does not use (it writes the generator alone, to --export_path)")
+        return opt
+
+    def validate(self, opt: argparse.Namespace) -> None:
         super().validate(opt)
+        if opt.export_path:  # before the export's work, not as a traceback from the writer after it
+            path = Path(opt.export_path)
+            if path.is_dir():
+                self.parser.error(f"--export_path {path} is a folder: name the file to write, e.g. "
+                                  f"{path / ('latest_net_G.onnx' if opt.format == 'onnx' else 'latest_net_G.pt')}")
+            blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+            if blocking is not None:
+                self.parser.error(f"--export_path {path}: {blocking} is a file, not a folder")

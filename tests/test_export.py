@@ -77,9 +77,26 @@ def test_export_refuses_test_py_flags_it_would_ignore(tiny_trained_run, tmp_path
         export.main(["--name", name, "--checkpoints_dir", str(checkpoints), "--export_path", str(tmp_path / "G.pt"),
                      "--tile", "64", "--video", "in.mp4", "--out", "out.mp4", "--results_dir", "./results"])
     assert exit_info.value.code == 2
-    # --results_dir at its default changes nothing and is let through
-    assert "error: --tile, --video, --out: test.py's flags, which export.py does not use" in capsys.readouterr().err
+    # refused when given at all, even at test.py's default (./results)
+    assert "error: --results_dir, --tile, --video, --out: test.py's flags, which export.py does not use" \
+        in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        export.main(["--name", name, "--checkpoints_dir", str(checkpoints), "--aspect_ratio", "1.0"])
+    assert "error: --aspect_ratio: test.py's flag, which" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_export_path_that_cannot_be_a_file_is_refused_before_any_work(tiny_trained_run, tmp_path, capsys):
+    checkpoints, name = tiny_trained_run
+    run = ["--name", name, "--checkpoints_dir", str(checkpoints)]
+    with pytest.raises(SystemExit):
+        export.main(run + ["--export_path", str(tmp_path)])
+    assert f"--export_path {tmp_path} is a folder: name the file to write, e.g. {tmp_path / 'latest_net_G.onnx'}" \
+        in capsys.readouterr().err
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit):
+        export.main(run + ["--format", "torchscript", "--export_path", str(tmp_path / "a_file" / "G.pt")])
+    assert f"{tmp_path / 'a_file'} is a file, not a folder" in capsys.readouterr().err
 
 
 def test_export_help_names_the_formats():

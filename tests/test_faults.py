@@ -98,7 +98,7 @@ def test_sigint_and_sigterm_save_latest_then_the_printed_command_resumes(tiny_tr
         message = f"{signal.Signals(signum).name}: saved the latest checkpoint at iteration {stopped_at}. Resume with:"
         assert message in output and "Traceback" not in output
         command = shlex.split(output.split(message, 1)[1].splitlines()[0])
-        assert command[:2] == ["python", "train.py"] and command[-1] == "--continue_train"
+        assert command[:2] == [sys.executable, "train.py"] and command[-1] == "--continue_train"  # runnable as printed
         assert logged_iterations(run_dir(argv)) == list(range(1, stopped_at + 1))
 
         assert train.main(command[2:]) == 0

@@ -171,3 +171,15 @@ def test_continue_train_takes_the_runs_recorded_options(tmp_path, capsys):
     assert (extended.n_epochs, extended.crop_size) == (5, 64)
     assert "--n_epochs 5 (was 2)" in capsys.readouterr().err
     assert parse_train(*run).crop_size == 256  # without --continue_train a run starts afresh from the defaults
+    assert parse_train(*run, "--continue").crop_size == 64  # argparse's abbreviation resumes as well
+    # train.py records an unlimited --max_dataset_size as "inf" (strict JSON), and a resume reads it back
+    (tmp_path / "run" / "train_opt.json").write_text(json.dumps({**vars(trained), "max_dataset_size": "inf"},
+                                                                default=str))
+    assert parse_train(*run, "--continue_train").max_dataset_size == float("inf")
+
+
+def test_max_dataset_size_takes_a_count_or_inf():
+    assert parse_train("--max_dataset_size", "20").max_dataset_size == 20
+    assert parse_train("--max_dataset_size", "inf").max_dataset_size == float("inf") == parse_train().max_dataset_size
+    with pytest.raises(SystemExit):
+        parse_train("--max_dataset_size", "lots")

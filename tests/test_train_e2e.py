@@ -55,6 +55,9 @@ def test_train_then_test_writes_every_output(tiny_train_args, toy_dataroot, tmp_
     assert expected <= {p.name for p in folder.iterdir()}
     assert not list(folder.glob(".*.tmp"))  # atomic saves leave no temporary files
     assert "netG: resnet_4blocks" in " ".join((folder / "train_opt.txt").read_text().split())
+    def refuse(constant: str):
+        raise AssertionError(f"train_opt.json holds {constant}, which is not JSON")
+    json.loads((folder / "train_opt.json").read_text(), parse_constant=refuse)
 
     entries = read_log(folder)  # 4 images, batch 1, 2 epochs, logged every iteration
     assert [(e["epoch"], e["iter"]) for e in entries] == [(1, 1), (1, 2), (1, 3), (1, 4),
