@@ -94,12 +94,11 @@ class TrainOptions(BaseOptions):
         bare `--continue_train --name NAME` resumes the same run; flags given on the command line win."""
         trained = run_options_named_in(argv, "--pretrained_name")
         defaults = {k: trained[k] for k in PRETRAINED_SHAPE if k in trained}
-        args = sys.argv[1:] if argv is None else argv
         # train_opt.json only: a reference CUT run (train_opt.txt) resumes as in CUT, from the flags given.
         probe = argparse.ArgumentParser(add_help=False)  # parses as the full parser does: --continue counts too
         probe.add_argument("--continue_train", action="store_true")
-        resumes = probe.parse_known_args(args)[0].continue_train
-        record = run_options_named_in(args, "--name", reference_format=False) if resumes else {}
+        resumes = probe.parse_known_args(argv)[0].continue_train  # argv None: sys.argv, as the probes above
+        record = run_options_named_in(argv, "--name", reference_format=False) if resumes else {}
         self.resumed_options = {k: v for k, v in record.items() if k not in NOT_RESUMED}
         defaults.update(self.resumed_options)
         return defaults
