@@ -5,7 +5,7 @@ DEMO_NAME := toy_demo
 DEMO_CHECKPOINTS := checkpoints
 DEMO_RESULTS := results
 SEED := 0
-# A short CoopInit-CUT run on the embedded toy dataset: CPU, 2-5 minutes on 2 cores, every CoopInit
+# A short CoopInit-CUT run on the embedded toy dataset: CPU, 2-6 minutes on 2 cores, every CoopInit
 # flag at its default. What these flags trade away against a real run: README, "Quick start".
 DEMO_FLAGS := --dataroot $(DEMO_DATA) --name $(DEMO_NAME) --checkpoints_dir $(DEMO_CHECKPOINTS) --seed $(SEED) --gpu_ids -1 \
 	--load_size 64 --crop_size 64 --max_dataset_size 300 --ngf 16 --ndf 32 --netG resnet_6blocks --normG batch --no_antialias --lambda_NCE 2 --lambda_R1 0.1 \
