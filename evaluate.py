@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="FID and KID (mean ± std over random subsets) between real and generated images. "
                     f"Features: {WEIGHTS_ORIGIN}. Every image is converted to RGB and resized (bilinear) to "
                     f"{INPUT_SIZE}x{INPUT_SIZE}, as pytorch-fid does.")
-    parser.add_argument("--real", help="folder of real target-domain images (default with --name: DATAROOT/{phase}B)")
+    parser.add_argument("--real", help="folder of real target-domain images (default with --name: DATAROOT/{phase}B, "
+                                       "or DATAROOT/{phase}A for a run trained with --direction BtoA)")
     parser.add_argument("--fake", help="folder of generated images (or use --name)")
     parser.add_argument("--name", help="experiment name: evaluate RESULTS_DIR/NAME/{phase}_{epoch}/images/fake_B, "
                                        "as written by test.py")
@@ -42,11 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epoch", default="latest",
                         help="which test.py result to evaluate (with --name; default latest)")
     parser.add_argument("--phase", default="test",
-                        help="test.py phase; also picks DATAROOT/{phase}B (with --name; default test)")
-    parser.add_argument("--dataroot", help="dataset root whose {phase}B folder holds the real images (with --name; "
-                                           "default: the --dataroot the run was trained on, from its train_opt.json)")
+                        help="test.py phase; also picks DATAROOT/{phase}B or {phase}A (with --name; default test)")
+    parser.add_argument("--dataroot", help="dataset root whose {phase}B (BtoA: {phase}A) folder holds the real "
+                                           "images (with --name; default: the --dataroot the run was trained on, "
+                                           "from its train_opt.json)")
+    parser.add_argument("--direction", choices=("AtoB", "BtoA"), default=None,
+                        help="the translation's direction, which picks the real folder: {phase}B for AtoB, {phase}A "
+                             "for BtoA (with --name; default: the run's, from its train_opt.json, else AtoB)")
     parser.add_argument("--checkpoints_dir", default="./checkpoints",
-                        help="where the run NAME's train_opt.json is, for the default --dataroot (default ./checkpoints)")
+                        help="where the run NAME's train_opt.json is, for the default --dataroot and --direction "
+                             "(default ./checkpoints)")
     parser.add_argument("--batch_size", type=_positive_int, default=50,
                         help="images per Inception forward pass (default 50)")
     parser.add_argument("--gpu_ids", default=None,
@@ -76,12 +82,17 @@ def resolve_folders(args: argparse.Namespace, parser: argparse.ArgumentParser) -
                          "--phase and --epoch)")
         if args.real:
             return Path(args.real), fake
-        dataroot = args.dataroot or training_options(args.checkpoints_dir, args.name).get("dataroot")
+        try:
+            trained = training_options(args.checkpoints_dir, args.name)
+        except ValueError as err:
+            parser.error(str(err))
+        target = "A" if (args.direction or trained.get("direction")) == "BtoA" else "B"
+        dataroot = args.dataroot or trained.get("dataroot")
         if not dataroot:
             parser.error(f"--name {args.name}: no --dataroot given and none recorded in "
                          f"{Path(args.checkpoints_dir) / args.name}/train_opt.json; pass --dataroot (real images "
-                         f"are DATAROOT/{args.phase}B) or --real")
-        return Path(dataroot) / f"{args.phase}B", fake
+                         f"are DATAROOT/{args.phase}{target}) or --real")
+        return Path(dataroot) / f"{args.phase}{target}", fake
     if not (args.real and args.fake):
         parser.error("give --real and --fake folders, or --name (with --dataroot unless the run records it)")
     return Path(args.real), Path(args.fake)

@@ -230,6 +230,15 @@ def test_cli_name_resolves_test_result(stub_model: None, tmp_path: Path, capsys:
     (tmp_path / "ckpt" / "exp" / "train_opt.json").write_text(json.dumps({"dataroot": str(tmp_path / "data")}))
     assert evaluate.main(argv[:4] + ["--checkpoints_dir", str(tmp_path / "ckpt"), "--gpu_ids", "-1"]) == 0
     assert f"3 real from {tmp_path / 'data' / 'testB'}" in capsys.readouterr().out
+    # a run trained --direction BtoA translated testB into A: its real images are testA
+    save_pngs(random_images(3, seed=8), tmp_path / "data" / "testA")
+    (tmp_path / "ckpt" / "exp" / "train_opt.json").write_text(json.dumps({"dataroot": str(tmp_path / "data"),
+                                                                          "direction": "BtoA"}))
+    assert evaluate.main(argv[:4] + ["--checkpoints_dir", str(tmp_path / "ckpt"), "--gpu_ids", "-1"]) == 0
+    assert f"3 real from {tmp_path / 'data' / 'testA'}" in capsys.readouterr().out
+    assert evaluate.main(argv[:4] + ["--checkpoints_dir", str(tmp_path / "ckpt"), "--direction", "AtoB",
+                                     "--gpu_ids", "-1"]) == 0
+    assert f"3 real from {tmp_path / 'data' / 'testB'}" in capsys.readouterr().out
 
 
 def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
