@@ -38,6 +38,18 @@ class _ArgvParser(argparse.ArgumentParser):
         return super().parse_known_args(self.argv if args is None else args, namespace)
 
 
+def run_name(opt: argparse.Namespace) -> str:
+    """--name, with --suffix formatted with the options and appended as CUT does (e.g. --suffix {netG}
+    -> NAME_resnet_9blocks). ValueError names a {field} that is no option."""
+    if not opt.suffix:
+        return opt.name
+    try:
+        return f"{opt.name}_{opt.suffix.format(**vars(opt))}"
+    except (KeyError, IndexError, ValueError) as err:
+        raise ValueError(f"--suffix {opt.suffix}: every {{field}} must name an option, e.g. {{netG}}_{{ngf}} "
+                         f"({type(err).__name__}: {err})") from None
+
+
 class BaseOptions:
     """Builds the parser in two passes: generic flags, then the chosen model's and dataset's."""
 
@@ -140,14 +152,19 @@ class BaseOptions:
         check_available(known, parser.error, ("dataset_mode",))
         parser = data.get_option_setter(known.dataset_mode)(parser, self.is_train)
         known_flags = {action.dest for action in parser._actions}
+        try:
+            defaults = self.run_defaults(known)
+        except ValueError as err:  # a damaged train_opt.json, or a --suffix naming no option
+            parser.error(str(err))
         # A recorded option this version no longer has is dropped, not carried into the run's options.
-        parser.set_defaults(**{k: v for k, v in self.run_defaults(argv).items() if k in known_flags})
+        parser.set_defaults(**{k: v for k, v in defaults.items() if k in known_flags})
         parser.add_argument("-h", "--help", action="help", help="show this help message and exit")
         self.parser = parser
         return parser.parse_args(argv)
 
-    def run_defaults(self, argv: list[str] | None) -> dict:
-        """Defaults that depend on the run being created or read (none for a fresh run)."""
+    def run_defaults(self, known: argparse.Namespace) -> dict:
+        """Defaults that depend on the run being created or read (none for a fresh run); `known` holds the
+        flags given and the parser's defaults. ValueError names a run file that cannot be read."""
         return {}
 
     def validate(self, opt: argparse.Namespace) -> None:
@@ -195,8 +212,10 @@ class BaseOptions:
     def parse(self, argv: list[str] | None = None) -> argparse.Namespace:
         opt = self.gather_options(argv)
         opt.isTrain = self.is_train
-        if opt.suffix:
-            opt.name = f"{opt.name}_{opt.suffix.format(**vars(opt))}"
+        try:
+            opt.name = run_name(opt)
+        except ValueError as err:
+            self.parser.error(str(err))
         self.validate(opt)
         self.opt = opt
         return opt

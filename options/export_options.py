@@ -11,7 +11,9 @@ TEST_ONLY_FLAGS = ("results_dir", "aspect_ratio", "tile", "tile_overlap", "video
 
 
 class ExportOptions(TestOptions):
-    """Export CHECKPOINTS_DIR/NAME/EPOCH_net_G.pth as TorchScript or ONNX, with a parity check on DATAROOT's test images."""
+    """Export CHECKPOINTS_DIR/NAME/EPOCH_net_G.pth as TorchScript or ONNX, with a parity check on DATAROOT's
+    test images. The generator's options, --crop_size and --dataroot default to the run's (train_opt.json),
+    as in test.py; the defaults listed below are for a run that records none."""
 
     def initialize(self, parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         parser = super().initialize(parser)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from data.image_folder import DatasetError
 from data.single_dataset import split_name
-from options.base_options import BaseOptions
+from options.base_options import BaseOptions, run_name
 from options.common import available_cpus
 
 # Options that fix the generator's shape or the images it was trained on. test.py takes their
@@ -38,24 +38,22 @@ def _option_value(text: str) -> object:
 def training_options(checkpoints_dir: str, name: str, *, reference_format: bool = True) -> dict:
     """The options a run was trained with: its train_opt.json, else (if `reference_format`) its
     train_opt.txt (the reference CUT's format, "   key: value   [default: ...]" per line, which this
-    project writes too), else {}."""
+    project writes too), else {}. ValueError names a train_opt.json that is not a JSON object."""
     run_dir = Path(checkpoints_dir) / name
     if (run_dir / "train_opt.json").is_file():
-        return json.loads((run_dir / "train_opt.json").read_text())
+        try:
+            record = json.loads((run_dir / "train_opt.json").read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            record = err
+        if not isinstance(record, dict):  # damaged: torn by a full disk, or edited by hand
+            raise ValueError(f"{run_dir / 'train_opt.json'} is not a JSON object of options ({record}): restore "
+                             f"it from train_opt.txt beside it (the same options as text), or remove it and pass "
+                             "the run's options (--dataroot, --netG, --ngf...) on the command line")
+        return record
     if reference_format and (run_dir / "train_opt.txt").is_file():
         found = (_OPTION_LINE.match(line) for line in (run_dir / "train_opt.txt").read_text().splitlines())
         return {match[1]: _option_value(match[2]) for match in found if match}
     return {}
-
-
-def run_options_named_in(argv: list[str] | None, name_flag: str, *, reference_format: bool = True) -> dict:
-    """training_options() of the run that `name_flag` (--name, --pretrained_name) names in `argv`."""
-    probe = argparse.ArgumentParser(add_help=False)
-    probe.add_argument(name_flag, dest="name", default="experiment_name" if name_flag == "--name" else None)
-    probe.add_argument("--checkpoints_dir", default="./checkpoints")
-    known, _ = probe.parse_known_args(argv)
-    return (training_options(known.checkpoints_dir, known.name, reference_format=reference_format)
-            if known.name else {})
 
 
 def differing_options_hint(opt: argparse.Namespace, *, name: str | None = None,
@@ -91,7 +89,11 @@ def require_dataroot(opt: argparse.Namespace) -> None:
 
 
 class TestOptions(BaseOptions):
-    """Translate DATAROOT/testA with a trained generator; write images and an HTML page."""
+    """Translate DATAROOT/testA with a trained generator; write images and an HTML page. The options that
+    fix the generator (--netG, --ngf, --normG, --no_antialias...), --model, --direction, --crop_size (and
+    --load_size, equal to it) and --dataroot default to the run's, from CHECKPOINTS_DIR/NAME/train_opt.json
+    (or the reference CUT's train_opt.txt), so they need not be repeated; the defaults listed below are
+    for a run that records none (`--name NAME --help` lists that run's)."""
 
     is_train = False
 
@@ -140,8 +142,8 @@ class TestOptions(BaseOptions):
         if (opt.video is None) != (opt.out is None):
             self.parser.error("--video IN and --out OUT go together: the video to translate and the file to write")
 
-    def run_defaults(self, argv: list[str] | None) -> dict:
-        trained = run_options_named_in(argv, "--name")
+    def run_defaults(self, known: argparse.Namespace) -> dict:
+        trained = training_options(known.checkpoints_dir, run_name(known))
         defaults = {k: trained[k] for k in INHERITED_FROM_TRAINING if k in trained}
         if "crop_size" in defaults:
             defaults["load_size"] = defaults["crop_size"]

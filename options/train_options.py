@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from models.schedule import coop_epochs_from_flag
-from options.base_options import BaseOptions
-from options.test_options import PRETRAINED_SHAPE, run_options_named_in
+from options.base_options import BaseOptions, run_name
+from options.test_options import PRETRAINED_SHAPE, training_options
 
 # What --continue_train does not take from the run's train_opt.json: where the run is, which
 # checkpoint to resume, and this machine's devices, workers and display.
@@ -48,11 +48,15 @@ class TrainOptions(BaseOptions):
         g.add_argument("--save_epoch_freq", type=int, default=5,
                        help="save a per-epoch checkpoint every N epochs")
         g.add_argument("--continue_train", action="store_true",
-                       help="resume from the checkpoint named by --epoch (optimizers, schedule, "
-                            "iteration and RNG state included), with the options in the run's train_opt.json "
-                            "(all but the device, workers and display); flags given override them, with a note")
+                       help="resume the run from the checkpoint named by --epoch, with the options in its "
+                            "train_opt.json (all but the device, workers and display; flags given override them, "
+                            "with a note). latest (or iter_N) restores optimizers, schedule, iteration and RNG "
+                            "state; an epoch number N has weights only (N_net_*.pth): training goes on at epoch "
+                            "N + 1 (or --epoch_count) with fresh optimizers")
         g.add_argument("--epoch_count", type=int, default=1,
-                       help="first epoch number of a fresh run (a resumed run reads it from its state)")
+                       help="first epoch number: of a fresh run, or of one continued from an epoch's weights "
+                            "(default there: the epoch after them); a run resumed from its state reads it from the "
+                            "state")
         g.add_argument("--pretrained_name", default=None,
                        help="start from the weights (G, D and F) of run CHECKPOINTS_DIR/PRETRAINED_NAME at --epoch, "
                             "with fresh optimizers and a fresh CoopInit schedule (--coop_epochs 0 skips CoopInit); "
@@ -88,17 +92,15 @@ class TrainOptions(BaseOptions):
                             "reference's CUT sets 0 and ignores other values), and neither does this code")
         return parser
 
-    def run_defaults(self, argv: list[str] | None) -> dict:
+    def run_defaults(self, known: argparse.Namespace) -> dict:
         """With --pretrained_name, that run's network shapes: its weights then load without repeating them.
         With --continue_train, every option the run recorded in its train_opt.json (but NOT_RESUMED), so a
         bare `--continue_train --name NAME` resumes the same run; flags given on the command line win."""
-        trained = run_options_named_in(argv, "--pretrained_name")
+        trained = training_options(known.checkpoints_dir, known.pretrained_name) if known.pretrained_name else {}
         defaults = {k: trained[k] for k in PRETRAINED_SHAPE if k in trained}
         # train_opt.json only: a reference CUT run (train_opt.txt) resumes as in CUT, from the flags given.
-        probe = argparse.ArgumentParser(add_help=False)  # parses as the full parser does: --continue counts too
-        probe.add_argument("--continue_train", action="store_true")
-        resumes = probe.parse_known_args(argv)[0].continue_train  # argv None: sys.argv, as the probes above
-        record = run_options_named_in(argv, "--name", reference_format=False) if resumes else {}
+        record = (training_options(known.checkpoints_dir, run_name(known), reference_format=False)
+                  if known.continue_train else {})
         self.resumed_options = {k: v for k, v in record.items() if k not in NOT_RESUMED}
         defaults.update(self.resumed_options)
         return defaults
@@ -117,6 +119,10 @@ class TrainOptions(BaseOptions):
             self.parser.error(f"--lr must be positive and finite (got {opt.lr}); CUT's default is 0.0002")
         if opt.n_epochs + opt.n_epochs_decay < 1:
             self.parser.error("--n_epochs + --n_epochs_decay must be at least 1")
+        if not 1 <= opt.epoch_count <= opt.n_epochs + opt.n_epochs_decay:
+            self.parser.error(f"--epoch_count {opt.epoch_count} is outside the schedule, epochs 1 to "
+                              f"{opt.n_epochs + opt.n_epochs_decay} (--n_epochs + --n_epochs_decay): lower "
+                              "--epoch_count or raise --n_epochs")
         for flag in ("print_freq", "display_freq", "update_html_freq", "save_latest_freq", "save_epoch_freq"):
             if getattr(opt, flag) < 1:
                 self.parser.error(f"--{flag} must be at least 1")

@@ -84,6 +84,10 @@ def test_coop_epochs_rejects_other_forms_naming_the_flag(value, capsys):
     (["--lr", "0"], "--lr must be positive"),
     (["--lr", "nan"], "--lr must be positive"),
     (["--lr", "inf"], "--lr must be positive and finite"),
+    (["--n_epochs", "1", "--n_epochs_decay", "0", "--epoch_count", "5"],
+     "--epoch_count 5 is outside the schedule, epochs 1 to 1 (--n_epochs + --n_epochs_decay)"),
+    (["--epoch_count", "0"], "--epoch_count 0 is outside the schedule"),
+    (["--suffix", "{no_such_option}"], "--suffix {no_such_option}: every {field} must name an option"),
 ])
 def test_invalid_combinations_exit_2_naming_the_flag(argv, flag, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -139,6 +143,35 @@ def test_test_options_inherit_architecture_from_training(tmp_path):
     assert (given.ngf, given.netG) == (16, "resnet_4blocks")
     fresh = TestOptions().parse(["--name", "other", "--checkpoints_dir", str(tmp_path)])
     assert (fresh.netG, fresh.crop_size, fresh.load_size) == ("resnet_9blocks", 256, 256)
+
+
+def test_suffix_names_the_run_whose_options_are_read(tmp_path):
+    """CUT's --suffix: NAME_{formatted}. test.py and --continue_train read that folder's train_opt.json."""
+    trained = parse_train("--name", "run", "--checkpoints_dir", str(tmp_path), "--suffix", "{netG}_{ngf}",
+                          "--netG", "resnet_4blocks", "--ngf", "8", "--crop_size", "32", "--load_size", "32")
+    assert trained.name == "run_resnet_4blocks_8"
+    (tmp_path / trained.name).mkdir()
+    (tmp_path / trained.name / "train_opt.json").write_text(json.dumps(vars(trained), default=str))
+    given = ["--name", "run", "--checkpoints_dir", str(tmp_path), "--suffix", "{netG}_{ngf}", "--netG",
+             "resnet_4blocks", "--ngf", "8"]
+    tested = TestOptions().parse(given)
+    assert (tested.name, tested.crop_size) == ("run_resnet_4blocks_8", 32)
+    resumed = parse_train(*given, "--continue_train")
+    assert (resumed.name, resumed.crop_size) == ("run_resnet_4blocks_8", 32)
+
+
+@pytest.mark.parametrize("text", ["", "{\"ngf\": 8", "[1, 2]"])
+def test_a_damaged_train_opt_json_is_an_error_naming_the_file(tmp_path, capsys, text):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "train_opt.json").write_text(text)
+    run = ["--name", "run", "--checkpoints_dir", str(tmp_path)]
+    for parse in (lambda: TestOptions().parse(run), lambda: parse_train(*run, "--continue_train")):
+        with pytest.raises(SystemExit) as exit_info:
+            parse()
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert f"{tmp_path / 'run' / 'train_opt.json'} is not a JSON object of options" in err
+        assert "restore it from train_opt.txt" in err and "Traceback" not in err
 
 
 def test_a_positive_stage_is_at_least_one_iteration():
