@@ -25,6 +25,7 @@ from data import create_dataset
 from data.image_folder import DatasetError
 from data.sampler import EpochSampler
 from models import create_model
+from models.base_model import BaseModel
 from models.coop import NonFiniteError
 from models.calibration import CALIBRATION_IMAGES
 from models.schedule import ADVERSARIAL, COOP_STAGE_DEFAULT, StageSchedule
@@ -50,6 +51,10 @@ class Trainer:
     def __init__(self, opt: argparse.Namespace, options: TrainOptions):
         self.opt = opt
         self.run_dir = Path(opt.checkpoints_dir) / opt.name
+        if opt.continue_train and not opt.pretrained_name and not self.has_checkpoint():  # before reading data
+            raise CheckpointError(f"--continue_train: no checkpoint '{opt.epoch}' in {self.run_dir} "
+                                  f"(no {STATE_FILE.format(tag=opt.epoch)}, no {opt.epoch}_net_G.pth) -- check "
+                                  "--name, --checkpoints_dir and --epoch, or start without --continue_train")
         self.dist = distributed.setup(opt.gpu_ids)  # under torchrun: this rank, its device, the process group
         self.device = self.dist.device
         torch.manual_seed(opt.seed)
@@ -117,19 +122,30 @@ class Trainer:
             state["world_size"], state["rng_ranks"] = self.dist.world_size, rng_ranks
         atomic_save(state, self.run_dir / STATE_FILE.format(tag=tag))
 
+    def has_checkpoint(self) -> bool:
+        """Whether this run has checkpoint --epoch to resume: its state file, or (as CUT's) weights only."""
+        return ((self.run_dir / STATE_FILE.format(tag=self.opt.epoch)).exists()
+                or BaseModel.net_file(self.run_dir, self.opt.epoch, "G").exists())
+
     def resume(self) -> None:
         path = self.run_dir / STATE_FILE.format(tag=self.opt.epoch)
-        if not path.exists() and not self.model.net_file(self.run_dir, self.opt.epoch, "G").exists():
-            if self.opt.pretrained_name:  # CUT's use: --continue_train --pretrained_name starts from that run
-                self.load_pretrained()
-                return
-            raise CheckpointError(f"--continue_train: no checkpoint '{self.opt.epoch}' in {self.run_dir} "
-                                  f"(no {path.name}, no {self.opt.epoch}_net_G.pth) -- check --name, "
-                                  "--checkpoints_dir and --epoch, or start without --continue_train")
-        if not path.exists():  # CUT-style resume from weights only, at --epoch_count
-            self.model.load_networks(self.run_dir, self.opt.epoch, list(self.model.nets))
-            print(f"resumed weights from {self.run_dir}/{self.opt.epoch}_net_*.pth at epoch {self.epoch} "
-                  f"(no {path.name}: optimizer state starts fresh)")
+        if not self.has_checkpoint():  # only with --pretrained_name (checked in __init__): CUT's use of the pair
+            self.load_pretrained()
+            return
+        if not path.exists():  # CUT-style resume from weights only
+            try:
+                self.model.load_networks(self.run_dir, self.opt.epoch, list(self.model.nets))
+            except CheckpointError as err:
+                raise CheckpointError(f"{err}{differing_options_hint(self.opt, keys=PRETRAINED_SHAPE)}") from err
+            epoch = str(self.opt.epoch)
+            if epoch.isdigit() and self.opt.epoch_count == 1:  # N_net_*.pth ends epoch N: go on with N + 1
+                self.epoch = int(epoch) + 1
+            # The schedule counts iterations from epoch 1, so the cooperative stage does not run again.
+            self.iteration = (self.epoch - 1) * self.iters_per_epoch
+            print(f"resumed weights from {self.run_dir}/{self.opt.epoch}_net_*.pth: continuing at epoch "
+                  f"{self.epoch} (iteration {self.iteration + 1}, {self.model.schedule.stage(self.iteration)} "
+                  f"stage) with fresh optimizer state (no {path.name}); checkpoints saved from here on replace "
+                  "this run's later ones")
             return
         state = safe_load(path, self.device)
         try:
@@ -202,6 +218,11 @@ class Trainer:
                          f"device {self.device}; CoopInit: {schedule.coop_iters} cooperative iterations"
                          + (f", {schedule.blend_iters} blend iterations" if schedule.blend_iters else ""))
         total = (last_epoch - self.epoch + 1) * self.iters_per_epoch - self.epoch_iter
+        if total <= 0:
+            self.log.message(f"nothing to train: this run's schedule ends with epoch {last_epoch}, and it resumes "
+                             f"at epoch {self.epoch} -- to train longer, add --n_epochs or --n_epochs_decay (with "
+                             "--continue_train, the new values replace the recorded ones)")
+            return
         self.warn_if_never_adversarial(last_iteration=self.iteration + total)
         with tqdm(total=max(total, 0), desc="training", unit="it", dynamic_ncols=True, leave=False,
                   disable=not self.dist.is_main) as bar:

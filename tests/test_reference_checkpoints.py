@@ -167,6 +167,9 @@ def test_continue_train_resumes_a_reference_run_from_its_weights(writable_refere
     assert train.main(argv) == 0, capsys.readouterr().err
     assert "resumed weights from" in capsys.readouterr().out
     assert (writable_reference / "ref_cut" / "2_net_G.pth").is_file()
+    # with other shapes, the error names the options that differ, as test.py's does
+    assert train.main(argv[:argv.index("--ngf")] + ["--ngf", "16"] + argv[argv.index("--ndf"):]) == 2
+    assert "options that differ from training: --ngf 16 (trained with 8)" in capsys.readouterr().err
 
 
 def test_pretrained_name_errors_name_the_flag(writable_reference, toy_dataroot, capsys):

@@ -150,6 +150,40 @@ def test_resumed_run_matches_uninterrupted_run(tiny_train_args, monkeypatch, cap
                     torch.testing.assert_close(value, expected_optimizers[name]["state"][param_id][key])
 
 
+def test_continue_from_an_epochs_weights_goes_on_with_the_next_epoch(tiny_train_args, capsys):
+    """--continue_train --epoch N (weights only, N_net_*.pth): epoch N + 1, at the iteration where the
+    schedule is then (no second cooperative stage); a finished run says there is nothing to train."""
+    argv = tiny_train_args("epochs", n_epochs=3, save_epoch_freq=1, coop_epochs=1)  # 4 iterations per epoch
+    assert train.main(argv) == 0
+    folder = run_dir(argv)
+    trained_3 = safe_load(folder / "3_net_G.pth")
+    capsys.readouterr()
+    assert train.main(argv + ["--continue_train", "--epoch", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "continuing at epoch 3 (iteration 9, adversarial stage) with fresh optimizer state" in out
+    assert SWITCH not in out  # the cooperative stage ended in epoch 1: it does not run again
+    assert [(e["iter"], e["epoch"], e["stage"]) for e in read_log(folder)][-4:] == \
+        [(i, 3, "adversarial") for i in range(9, 13)]
+    assert any(not torch.equal(value, trained_3[key]) for key, value in safe_load(folder / "3_net_G.pth").items())
+    # from the end of the cooperative stage, the switch comes where the first run had it
+    assert train.main(argv + ["--continue_train", "--epoch", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "continuing at epoch 2 (iteration 5, adversarial stage)" in out
+    assert f"iteration 5 (epoch 2) {SWITCH}" in out
+    assert train.main(argv + ["--continue_train"]) == 0
+    assert "nothing to train: this run's schedule ends with epoch 3, and it resumes at epoch 4" in \
+        capsys.readouterr().out
+
+
+def test_continue_train_with_a_mistyped_name_names_the_checkpoint(tmp_path, capsys):
+    """Checked before the data is read: the default --dataroot does not exist either."""
+    argv = ["--name", "no_such_run", "--checkpoints_dir", str(tmp_path), "--continue_train", "--gpu_ids", "-1",
+            "--display_id", "0"]
+    assert train.main(argv) == 2
+    assert (f"error: --continue_train: no checkpoint 'latest' in {tmp_path / 'no_such_run'} (no latest_state.pth, "
+            "no latest_net_G.pth) -- check --name" in capsys.readouterr().err)
+
+
 def test_fractional_coop_epochs_switch_once_at_the_rounded_iteration(tiny_train_args):
     argv = tiny_train_args("switch", n_epochs=2, coop_epochs=0.7)  # 4 iterations per epoch: round(2.8) = 3
     assert train.main(argv) == 0
