@@ -71,9 +71,10 @@ class Trainer:
         self.iters_per_epoch = self.sampler.batches_per_epoch
 
         self.model = create_model(opt, self.device)
-        self.model.data_dependent_initialize(default_collate([self.dataset[(opt.epoch_count, 0)]]))
+        first_epoch = opt.epoch_count or 1
+        self.model.data_dependent_initialize(default_collate([self.dataset[(first_epoch, 0)]]))
         self.dist.seed_rank(opt.seed)  # identical networks above, distinct per-rank randomness below
-        self.epoch, self.epoch_iter, self.iteration = opt.epoch_count, 0, 0
+        self.epoch, self.epoch_iter, self.iteration = first_epoch, 0, 0
         self.model.schedule = StageSchedule.from_epochs(coop_epochs=opt.coop_epochs,
                                                         iters_per_epoch=self.iters_per_epoch,
                                                         blend_iters=opt.coop_blend_iters)
@@ -138,7 +139,7 @@ class Trainer:
             except CheckpointError as err:
                 raise CheckpointError(f"{err}{differing_options_hint(self.opt, keys=PRETRAINED_SHAPE)}") from err
             epoch = str(self.opt.epoch)
-            if epoch.isdigit() and self.opt.epoch_count == 1:  # N_net_*.pth ends epoch N: go on with N + 1
+            if epoch.isdigit() and self.opt.epoch_count is None:  # N_net_*.pth ends epoch N: go on with N + 1
                 self.epoch = int(epoch) + 1
             # The schedule counts iterations from epoch 1, so the cooperative stage does not run again.
             self.iteration = (self.epoch - 1) * self.iters_per_epoch

@@ -78,8 +78,11 @@ def require_dataroot(opt: argparse.Namespace) -> None:
     run_dir = Path(opt.checkpoints_dir) / opt.name
     forms = f"a folder of images, or a dataset folder with {split_name(opt)}"
     if opt.dataroot is None:
-        raise DatasetError(f"--dataroot not given, and the run {run_dir} records none (no train_opt.json or "
-                           f"train_opt.txt): pass --dataroot ({forms})" if run_dir.is_dir() else
+        records = [name for name in ("train_opt.json", "train_opt.txt") if (run_dir / name).is_file()]
+        why = (f"its {' and '.join(records)} name{'s' if len(records) == 1 else ''} no dataroot" if records
+               else "no train_opt.json or train_opt.txt")
+        raise DatasetError(f"--dataroot not given, and the run {run_dir} records none ({why}): pass --dataroot "
+                           f"({forms})" if run_dir.is_dir() else
                            f"--dataroot not given, and there is no run folder {run_dir} to take it from: pass "
                            f"--dataroot ({forms}), or check --name and --checkpoints_dir")
     recorded = training_options(opt.checkpoints_dir, opt.name).get("dataroot")

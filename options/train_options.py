@@ -12,7 +12,7 @@ from options.test_options import PRETRAINED_SHAPE, training_options
 
 # What --continue_train does not take from the run's train_opt.json: where the run is, which
 # checkpoint to resume, and this machine's devices, workers and display.
-NOT_RESUMED = ("name", "checkpoints_dir", "suffix", "continue_train", "epoch", "gpu_ids", "num_threads",
+NOT_RESUMED = ("name", "checkpoints_dir", "suffix", "continue_train", "epoch", "epoch_count", "gpu_ids", "num_threads",
                "verbose", "display_id", "display_server", "display_env", "display_port")
 
 
@@ -53,10 +53,9 @@ class TrainOptions(BaseOptions):
                             "with a note). latest (or iter_N) restores optimizers, schedule, iteration and RNG "
                             "state; an epoch number N has weights only (N_net_*.pth): training goes on at epoch "
                             "N + 1 (or --epoch_count) with fresh optimizers")
-        g.add_argument("--epoch_count", type=int, default=1,
-                       help="first epoch number: of a fresh run, or of one continued from an epoch's weights "
-                            "(default there: the epoch after them); a run resumed from its state reads it from the "
-                            "state")
+        g.add_argument("--epoch_count", type=int, default=None,
+                       help="first epoch number (default: 1 for a fresh run, N + 1 for one continued from the "
+                            "weights of epoch N, N_net_*.pth); a run resumed from its state reads it from the state")
         g.add_argument("--pretrained_name", default=None,
                        help="start from the weights (G, D and F) of run CHECKPOINTS_DIR/PRETRAINED_NAME at --epoch, "
                             "with fresh optimizers and a fresh CoopInit schedule (--coop_epochs 0 skips CoopInit); "
@@ -119,7 +118,7 @@ class TrainOptions(BaseOptions):
             self.parser.error(f"--lr must be positive and finite (got {opt.lr}); CUT's default is 0.0002")
         if opt.n_epochs + opt.n_epochs_decay < 1:
             self.parser.error("--n_epochs + --n_epochs_decay must be at least 1")
-        if not 1 <= opt.epoch_count <= opt.n_epochs + opt.n_epochs_decay:
+        if opt.epoch_count is not None and not 1 <= opt.epoch_count <= opt.n_epochs + opt.n_epochs_decay:
             self.parser.error(f"--epoch_count {opt.epoch_count} is outside the schedule, epochs 1 to "
                               f"{opt.n_epochs + opt.n_epochs_decay} (--n_epochs + --n_epochs_decay): lower "
                               "--epoch_count or raise --n_epochs")

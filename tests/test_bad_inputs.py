@@ -335,6 +335,13 @@ def test_test_py_takes_the_runs_dataroot_and_names_the_flag_when_there_is_none(t
         err = capsys.readouterr().err
         assert err.startswith(f"error: --dataroot not given, and ") and "pass --dataroot" in err
         assert "--dataset_mode" not in err
+    (checkpoints / "no_dataroot").mkdir(exist_ok=True)
+    (checkpoints / "no_dataroot" / "train_opt.json").write_text("{}")  # edited by hand
+    argv = _test_argv(tiny_trained_run, tmp_path)
+    argv[argv.index("--name") + 1] = "no_dataroot"
+    assert test_script.main(argv) == 2
+    assert (f"error: --dataroot not given, and the run {checkpoints / 'no_dataroot'} records none (its "
+            "train_opt.json names no dataroot): pass --dataroot" in capsys.readouterr().err)
 
 
 def test_test_py_names_the_saved_epochs_when_a_checkpoint_is_missing(tiny_trained_run, toy_dataroot, tmp_path,

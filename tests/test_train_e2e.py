@@ -170,6 +170,9 @@ def test_continue_from_an_epochs_weights_goes_on_with_the_next_epoch(tiny_train_
     out = capsys.readouterr().out
     assert "continuing at epoch 2 (iteration 5, adversarial stage)" in out
     assert f"iteration 5 (epoch 2) {SWITCH}" in out
+    # an --epoch_count given wins, even 1 (the cooperative stage then runs again, from these weights)
+    assert train.main(argv + ["--continue_train", "--epoch", "2", "--epoch_count", "1"]) == 0
+    assert "continuing at epoch 1 (iteration 1, coop stage)" in capsys.readouterr().out
     assert train.main(argv + ["--continue_train"]) == 0
     assert "nothing to train: this run's schedule ends with epoch 3, and it resumes at epoch 4" in \
         capsys.readouterr().out
