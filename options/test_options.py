@@ -125,7 +125,8 @@ class TestOptions(BaseOptions):
         g.add_argument("--out", default=None, help="the translated video to write (--video); its extension picks the "
                                                    "container, e.g. .mp4 or .mkv")
         g.add_argument("--video_codec", default=None,
-                       help="video encoder for --out, e.g. libx264, mpeg4, libvpx-vp9 (unset: libx264, else mpeg4)")
+                       help="video encoder for --out, e.g. libx264, mpeg4, libvpx-vp9, ffv1 (unset: the first of "
+                            "these that FFmpeg has and --out's container holds)")
         # As in CUT's test.py: in order, no flip, one image per batch (fastest per image on CPU; a
         # larger --batch_size pays off on a GPU), images resized to the crop size.
         set_help(parser, "--dataroot", "folder of images to translate, or a dataset folder with PHASEA (e.g. testA) "

@@ -17,18 +17,18 @@ _spec.loader.exec_module(test_script)
 FRAMES, WIDTH, HEIGHT, FPS, SAMPLE_RATE = 12, 64, 48, 12, 16000
 
 
-def make_video(path, *, audio: bool = True) -> None:
+def make_video(path, *, audio: bool = True, width: int = WIDTH, height: int = HEIGHT, codec: str = "libx264") -> None:
     """A clip of moving colour bars with a 440 Hz tone, written with PyAV."""
     with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=FPS)
-        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        video = container.add_stream(codec, rate=FPS)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         sound = container.add_stream("aac", rate=SAMPLE_RATE) if audio else None
         if sound is not None:
             sound.layout = "mono"
-        x = np.arange(WIDTH)
+        x = np.arange(width)
         for index in range(FRAMES):
             bars = ((x[None, :, None] + 3 * index + np.array([0, 20, 40])) * 4 % 256).astype(np.uint8)
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.broadcast_to(bars, (HEIGHT, WIDTH, 3))),
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.broadcast_to(bars, (height, width, 3))),
                                                format="rgb24")
             container.mux(video.encode(frame))
         container.mux(video.encode())
@@ -99,3 +99,27 @@ def test_video_errors_are_clear(case, message, tiny_trained_run, tmp_path, capsy
 def test_video_and_out_go_together(tmp_path):
     with pytest.raises(SystemExit):
         test_script.main(["--video", str(tmp_path / "x.mp4")])
+
+
+def test_video_out_must_not_be_the_input(tiny_trained_run, tmp_path, capsys):
+    source = tmp_path / "clip.mp4"
+    make_video(source, audio=False)
+    before = source.read_bytes()
+    assert test_script.main(video_args(tiny_trained_run, source, tmp_path / "." / "clip.mp4")) == 2
+    assert "is the input video (--video): write the translation to another file" in capsys.readouterr().err
+    assert source.read_bytes() == before
+
+
+def test_video_of_odd_size_into_a_new_folder_with_the_containers_encoder(tiny_trained_run, tmp_path):
+    """libx264 cannot write 4:2:0 at odd sizes (full chroma is used); --out's folder is created;
+    a .webm gets an encoder WebM holds (libx264 is not one)."""
+    source = tmp_path / "odd.mkv"
+    make_video(source, audio=False, width=63, height=47, codec="ffv1")
+    outs = [tmp_path / "new" / "sub" / "odd.mp4"]
+    if "libvpx-vp9" in av.codecs_available:
+        outs.append(tmp_path / "odd.webm")
+    for out in outs:
+        assert test_script.main(video_args(tiny_trained_run, source, out)) == 0, out
+        with av.open(str(out)) as result:
+            frames = [f.to_ndarray(format="rgb24") for f in result.decode(video=0)]
+        assert len(frames) == FRAMES and frames[0].shape == (47, 63, 3), out

@@ -16,7 +16,8 @@ import av
 import numpy as np
 from tqdm import tqdm
 
-DEFAULT_CODECS = ("libx264", "mpeg4")  # the first one this FFmpeg build can encode is the default
+# The default encoder: the first that this FFmpeg build has and the output container holds.
+ENCODERS = ("libx264", "mpeg4", "libvpx-vp9", "ffv1")
 
 
 class VideoError(ValueError):
@@ -37,8 +38,9 @@ class VideoReport:
     flicker_output: float
 
 
-def default_codec() -> str:
-    return next(name for name in DEFAULT_CODECS if name in av.codecs_available)
+def usable_encoders(writer: av.container.OutputContainer) -> list[str]:
+    """The ENCODERS this FFmpeg build has and `writer`'s container holds, in order of preference."""
+    return [name for name in ENCODERS if name in av.codecs_available and name in writer.supported_codecs]
 
 
 def translate_video(translate: Callable[[np.ndarray], np.ndarray], source: str | Path, destination: str | Path, *,
@@ -46,22 +48,33 @@ def translate_video(translate: Callable[[np.ndarray], np.ndarray], source: str |
     """Translate every frame of `source` into `destination` (container chosen by its extension).
 
     translate: uint8 (H, W, channels) RGB (or gray) frame -> uint8 (H, W, C) frame of the same size.
-    codec: the video encoder (default: libx264, else mpeg4). Raises VideoError for an unreadable or
-    missing input, a file without video, an unknown codec or container, or audio the container
-    cannot hold.
+    codec: the video encoder (default: the first of ENCODERS, libx264, mpeg4, libvpx-vp9, ffv1, that
+    this FFmpeg build has and the container holds). Raises VideoError for an unreadable or missing
+    input, `destination` being the input, a file without video, an unknown codec or container, a
+    frame size the encoder refuses, or audio the container cannot hold. Creates destination's folder.
     """
     source, destination = Path(source), Path(destination)
     reader = _open_input(source)
+    if destination.resolve() == source.resolve():  # checked before opening, which would truncate it
+        reader.close()
+        raise VideoError(f"--out {destination} is the input video (--video): write the translation to another file")
     with reader:
         video_in = reader.streams.video[0]
         audio_in = list(reader.streams.audio)
         try:
+            destination.parent.mkdir(parents=True, exist_ok=True)
             writer = av.open(str(destination), "w")
         except (ValueError, av.FFmpegError) as err:
             raise VideoError(f"cannot write video {destination}: {err} -- use a known extension such as .mp4 or .mkv "
                              "for --out") from err
+        except OSError as err:  # the folder cannot be created
+            raise VideoError(f"cannot write video {destination}: {err} -- --out must be in a writable folder") from err
         with writer:
-            video_out = _add_video_stream(writer, video_in, codec or default_codec())
+            encoders = usable_encoders(writer)
+            if codec is None and not encoders:
+                raise VideoError(f"no encoder of {', '.join(ENCODERS)} can write {destination.suffix} files here: "
+                                 "write a .mkv file with --out")
+            video_out = _add_video_stream(writer, video_in, codec or encoders[0], encoders=encoders)
             audio_out = {stream.index: _copy_stream(writer, stream, destination) for stream in audio_in}
             frames, flicker = 0, _Flicker()
             bar = tqdm(total=video_in.frames or None, desc="frames", unit="frame", disable=not progress)
@@ -98,17 +111,21 @@ def _open_input(source: Path) -> av.container.InputContainer:
     return reader
 
 
-def _add_video_stream(writer: av.container.OutputContainer, video_in: av.VideoStream, codec: str) -> av.VideoStream:
+def _add_video_stream(writer: av.container.OutputContainer, video_in: av.VideoStream, codec: str, *,
+                      encoders: list[str]) -> av.VideoStream:
     rate = video_in.average_rate or video_in.guessed_rate or Fraction(25)
     try:
         stream = writer.add_stream(codec, rate=rate)
     except (ValueError, av.FFmpegError) as err:
-        encoders = ", ".join(name for name in ("libx264", "mpeg4", "libvpx-vp9", "ffv1") if name in av.codecs_available)
+        hint = ", ".join(encoders) or f"{', '.join(ENCODERS)} with a .mkv --out"
         raise VideoError(f"unknown or unusable video codec {codec!r} (--video_codec): {err} -- "
-                         f"try one of {encoders}") from err
+                         f"try one of {hint}") from err
     stream.width, stream.height = video_in.width, video_in.height
     formats = [f.name for f in (stream.codec.video_formats or [])]
-    stream.pix_fmt = "yuv420p" if not formats or "yuv420p" in formats else formats[0]
+    # 4:2:0 halves the chroma planes, which some encoders (libx264) refuse for odd sizes: keep full chroma there.
+    odd = video_in.width % 2 or video_in.height % 2
+    preferred = ("yuv444p", "yuv420p") if odd else ("yuv420p",)
+    stream.pix_fmt = next((f for f in preferred if f in formats), formats[0] if formats else "yuv420p")
     stream.time_base = video_in.time_base
     return stream
 
@@ -134,7 +151,12 @@ def _encode(writer: av.container.OutputContainer, stream: av.VideoStream, frame:
     out = av.VideoFrame.from_ndarray(pixels.reshape(pixels.shape[:2]) if gray else pixels,
                                      format="gray" if gray else "rgb24")
     out.pts, out.time_base = frame.pts, frame.time_base
-    writer.mux(stream.encode(out))
+    try:
+        packets = stream.encode(out)
+    except (ValueError, av.FFmpegError) as err:  # the encoder opens at the first frame
+        raise VideoError(f"the {stream.codec_context.name} encoder cannot write {stream.width}x{stream.height} "
+                         f"{stream.pix_fmt} video: {err} -- try --video_codec ffv1 with a .mkv --out") from err
+    writer.mux(packets)
 
 
 class _Flicker:
