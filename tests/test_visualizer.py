@@ -96,6 +96,22 @@ def test_absent_server_warns_once_and_never_blocks(tmp_path, caplog):
     assert "\n" not in warning
 
 
+def test_another_server_on_the_port_warns_like_an_absent_one(tmp_path, caplog):
+    """An HTTP server that is not visdom answers every send with an error status (501 here)."""
+    import http.server
+    import threading
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler) as other:
+        threading.Thread(target=other.serve_forever, daemon=True).start()
+        v = Visualizer(display_opts(checkpoints_dir=tmp_path, port=other.server_address[1]), retry_seconds=60)
+        for it in range(1, 4):
+            v.plot_current_losses(epoch=1, total_iters=it, losses=COOP, stage="coop")
+            v.display_current_results(visuals(), epoch=1, total_iters=it, stage="coop")
+        other.shutdown()
+    [warning] = warnings_of(caplog)
+    assert warning.startswith("no visdom server answers at ")
+
+
 def test_missing_visdom_warns_once(tmp_path, caplog, monkeypatch):
     monkeypatch.setitem(sys.modules, "visdom", None)  # makes `import visdom` fail
     v = Visualizer(display_opts(checkpoints_dir=tmp_path, port=free_port()))

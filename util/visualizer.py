@@ -71,7 +71,11 @@ def _make_client(*, server: str, port: int, env: str) -> Any:
             super().__init__(**kwargs)
 
         def _handle_post(self, url: str, data: Any = None) -> str:
-            return self._http.post(url, data=data or {}, timeout=_HTTP_TIMEOUT).text
+            response = self._http.post(url, data=data or {}, timeout=_HTTP_TIMEOUT)
+            # An HTTP error (e.g. another server on the port: 404, 501) fails like a refused connection:
+            # visdom's _send turns requests' errors into ConnectionError.
+            response.raise_for_status()
+            return response.text
 
         def pane_exists(self, win: str) -> bool:
             # win_exists() swallows connection errors (printing them); this raises them.
@@ -199,7 +203,7 @@ class Visualizer:
         except ConnectionError:
             self._down_since = time.monotonic()
             self._synced.clear()  # the server may come back empty: re-send the history then
-            self._warn(f"visdom server not reachable at {self.server_hint}; "
+            self._warn(f"no visdom server answers at {self.server_hint}; "
                        "training continues without the live view.")
             return None
         if self._down_since is not None:
