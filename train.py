@@ -242,6 +242,9 @@ class Trainer:
                                      f"(iteration {self.iteration})")
                 else:
                     self.epoch, self.epoch_iter = self.epoch + 1, 0
+        if self.iteration % opt.update_html_freq:  # the last images, so a short run has a page too
+            self.visualizer.save_html(self.model.current_visuals(), epoch=last_epoch, total_iters=self.iteration,
+                                      stage=schedule.stage(self.iteration - 1))
         self.log.message(f"training finished: {self.iteration} iterations, checkpoints in {self.run_dir}")
 
     def run_epoch(self, bar: tqdm) -> None:

@@ -34,7 +34,8 @@ class TrainOptions(BaseOptions):
         g.add_argument("--display_env", default="main", help="visdom environment name")
         g.add_argument("--display_port", type=int, default=8097, help="visdom server port")
         g.add_argument("--update_html_freq", type=int, default=1000,
-                       help="add a row of images to checkpoints/NAME/web/index.html every N iterations")
+                       help="add a row of images to checkpoints/NAME/web/index.html every N iterations, and "
+                            "one at the end of training")
         g.add_argument("--print_freq", type=int, default=100,
                        help="print and log losses every N iterations")
         g.add_argument("--no_html", action="store_true", help="do not write the HTML training page")

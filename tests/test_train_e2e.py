@@ -178,6 +178,13 @@ def test_continue_from_an_epochs_weights_goes_on_with_the_next_epoch(tiny_train_
         capsys.readouterr().out
 
 
+def test_a_run_shorter_than_update_html_freq_still_gets_its_training_page(tiny_train_args):
+    argv = tiny_train_args("short_page", update_html_freq=1000)  # 4 iterations
+    assert train.main(argv) == 0
+    page = (run_dir(argv) / "web" / "index.html").read_text()
+    assert "epoch 1, iteration 4" in page and "images/epoch001_iter00000004_fake_B.png" in page
+
+
 def test_continue_train_with_a_mistyped_name_names_the_checkpoint(tmp_path, capsys):
     """Checked before the data is read: the default --dataroot does not exist either."""
     argv = ["--name", "no_such_run", "--checkpoints_dir", str(tmp_path), "--continue_train", "--gpu_ids", "-1",
