@@ -15,6 +15,10 @@ usage() {
     echo "(the toy set needs no download: python datasets/make_toy_dataset.py)" >&2
 }
 
+if [[ $# -eq 1 && ( "$1" == -h || "$1" == --help ) ]]; then
+    usage 2>&1
+    exit 0
+fi
 if [[ $# -ne 1 ]]; then
     usage
     exit 2

@@ -318,6 +318,14 @@ def test_download_rejects_bad_names_before_any_network(args, fake_net):
     assert not log.exists()
 
 
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_download_help_prints_the_usage_and_succeeds(flag, fake_net):
+    log, env = fake_net
+    result = subprocess.run(["bash", str(DOWNLOAD), flag], capture_output=True, text=True, env=env, check=False)
+    assert result.returncode == 0 and result.stdout.startswith("usage: bash datasets/download_cut_dataset.sh NAME")
+    assert "horse2zebra" in result.stdout and not log.exists()
+
+
 def test_download_fetches_from_mirror_and_unpacks(fake_net, tmp_path):
     log, env = fake_net
     script = tmp_path / "datasets" / DOWNLOAD.name  # it writes next to itself
