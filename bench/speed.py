@@ -6,7 +6,7 @@ and peak memory, as medians over interleaved repeats, and their ratios.
     python bench/speed.py --reference PATH --variants fast plain amp   # also Winograd off, and --amp
 
 PATH is a checkout of the reference, github taesungp/contrastive-unpaired-translation at commit
-REFERENCE_COMMIT (the one this project's reference fixtures come from):
+b3ac297 (bench/reference_cut.py's REFERENCE_COMMIT, the one this project's reference fixtures come from):
 
     git clone https://github.com/taesungp/contrastive-unpaired-translation PATH
     git -C PATH checkout b3ac297708dfb6f7589d04662277e53c0d579c27
@@ -186,6 +186,10 @@ def test_script_per_image(args: argparse.Namespace, impl: str, checkpoints: Path
     small, small_cpu, _ = run_script(argv + ["--num_test", str(args.test_small)], cwd=cwd, env=env)
     large, large_cpu, peak = run_script(argv + ["--num_test", str(args.test_small + args.test_images)], cwd=cwd,
                                         env=env)
+    if large <= small:  # the images' cost drowned in the scripts' start-up noise: no figure to report
+        raise RuntimeError(f"test.py ({impl}): {args.test_small + args.test_images} images took {large:.2f} s, "
+                           f"{args.test_small} took {small:.2f} s: the per-image cost is below the start-up noise; "
+                           "raise --test_images or --test_crop")
     return {"sec_per_image": (large - small) / args.test_images,
             "cpu_sec_per_image": (large_cpu - small_cpu) / args.test_images,
             "wall_small": small, "wall_large": large, "peak_mib": peak}
@@ -300,7 +304,8 @@ def main() -> None:
                         help="JSON output, rewritten after every run (a killed run keeps what it measured); "
                              "the markdown table goes beside it as .md")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke test: CUT at 64 px, one round, 2 timed iterations, 2 test images")
+                        help="smoke test: CUT training at 64 px, one round, 2 timed iterations; test.py on 1 "
+                             "and 5 images at 256 px")
     parser.add_argument("--child", choices=list(CHILD_JOBS), help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="cut", help=argparse.SUPPRESS)
     parser.add_argument("--crop", type=int, default=128, help=argparse.SUPPRESS)
@@ -312,7 +317,8 @@ def main() -> None:
         return
     if args.quick:
         args.modes, args.crops, args.rounds, args.warmup, args.iters = ["cut"], [64], 1, 1, 2
-        args.test_crop, args.test_small, args.test_images, args.generator_iters = 64, 1, 2, 2
+        # test.py at 256 px: at 64 px a few images cost less than the scripts' start-up varies
+        args.test_crop, args.test_small, args.test_images, args.generator_iters = 256, 1, 4, 2
     args.reference = str(Path(args.reference).resolve())
     commit = reference_cut.obtain_reference(Path(args.reference))
     if not Path(args.dataroot, "trainA").is_dir():
