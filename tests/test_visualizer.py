@@ -164,6 +164,14 @@ def test_restarted_server_gets_the_complete_history(tmp_path, caplog):
     assert len(warnings_of(caplog)) == 1
 
 
+def test_a_stage_logged_once_shows_its_point(tmp_path, server):
+    v = Visualizer(display_opts(checkpoints_dir=tmp_path, port=server.port, display_id=8))
+    v.plot_current_losses(epoch=1, total_iters=1, losses=losses("coop", 1), stage="coop")
+    traces = server.window_data("8_run_loss_coop")["content"]["data"]
+    assert traces and all("markers" in t["mode"] for t in traces)
+    assert pane_points(server, "8_run_loss_coop") == expected_points("coop", [1])
+
+
 def test_resumed_run_plots_the_logged_history(tmp_path, server):
     write_log(tmp_path / "run" / "loss_log.jsonl", [(1, "coop"), (2, "coop"), (3, "coop")])
     opt = display_opts(checkpoints_dir=tmp_path, port=server.port, display_id=7)

@@ -33,7 +33,8 @@ _LOSS_LOG = "loss_log.jsonl"
 _ROWS_INDEX = "rows.json"
 _LOSS_PNG = "loss_curve.png"
 _HTML_REFRESH_S = 30
-_LOSS_PANE = dict(width=640, height=400)
+# Markers, so a stage logged once (a short cooperative stage) shows its point: a line needs two.
+_LOSS_PANE = dict(width=640, height=400, markers=True, markersize=4)
 # The training page's columns, left to right (other visuals follow in the model's order), and
 # their captions; file names and visdom keep the model's (CUT's) names.
 _CAPTIONS = {
