@@ -225,7 +225,7 @@ class Trainer:
                              "--continue_train, the new values replace the recorded ones)")
             return
         self.warn_if_never_adversarial(last_iteration=self.iteration + total)
-        with tqdm(total=max(total, 0), desc="training", unit="it", dynamic_ncols=True, leave=False,
+        with tqdm(total=total, desc="training", unit="it", dynamic_ncols=True, leave=False,
                   disable=not self.dist.is_main) as bar:
             while self.epoch <= last_epoch:
                 self.model.set_learning_rate(self.epoch)

@@ -40,15 +40,17 @@ def training_options(checkpoints_dir: str, name: str, *, reference_format: bool 
     train_opt.txt (the reference CUT's format, "   key: value   [default: ...]" per line, which this
     project writes too), else {}. ValueError names a train_opt.json that is not a JSON object."""
     run_dir = Path(checkpoints_dir) / name
-    if (run_dir / "train_opt.json").is_file():
+    record_path = run_dir / "train_opt.json"
+    if record_path.is_file():
         try:
-            record = json.loads((run_dir / "train_opt.json").read_text())
+            record = json.loads(record_path.read_text())
+            problem = None if isinstance(record, dict) else f"a JSON {type(record).__name__}"
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            record = err
-        if not isinstance(record, dict):  # damaged: torn by a full disk, or edited by hand
-            raise ValueError(f"{run_dir / 'train_opt.json'} is not a JSON object of options ({record}): restore "
-                             f"it from train_opt.txt beside it (the same options as text), or remove it and pass "
-                             "the run's options (--dataroot, --netG, --ngf...) on the command line")
+            problem = str(err)
+        if problem is not None:  # damaged: torn by a full disk, or edited by hand
+            raise ValueError(f"{record_path} is not a JSON object of options ({problem}): restore it from "
+                             "train_opt.txt beside it (the same options as text), or remove it and pass the run's "
+                             "options (--dataroot, --netG, --ngf...) on the command line")
         return record
     if reference_format and (run_dir / "train_opt.txt").is_file():
         found = (_OPTION_LINE.match(line) for line in (run_dir / "train_opt.txt").read_text().splitlines())
